@@ -1,0 +1,399 @@
+/*
+ * sipnat: a user-space, SIP-aware NAT gateway on a TUN device.
+ *
+ * The one internal header: build-time defaults, shared types, and the
+ * prototypes of every source file grouped under its name.
+ */
+
+#ifndef SIPNAT_H
+#define SIPNAT_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifndef SIPNAT_CONF
+#define SIPNAT_CONF "/etc/sipnat/sipnat.ini"
+#endif
+#ifndef SIPNAT_SOCKET
+#define SIPNAT_SOCKET "/run/sipnatd.sock"
+#endif
+#ifndef SIPNAT_VERSION
+#define SIPNAT_VERSION "0.1"
+#endif
+
+#define SIPNAT_MAX_PKT		65535	/* largest IPv4 datagram */
+#define CONFIG_MAX_LANS		16
+#define CONFIG_MAX_LINE		199	/* longest line inih reads whole */
+
+struct event_base;
+struct evbuffer;
+struct pkt;
+
+/* An IPv4 prefix; both fields in network byte order. */
+struct prefix {
+	uint32_t	addr;
+	uint32_t	mask;
+};
+
+enum filtering {
+	FILTER_ENDPOINT_INDEPENDENT,
+	FILTER_ADDRESS_PORT_DEPENDENT,
+};
+
+/* config.c */
+struct config {
+	char		*path;
+
+	/* [general] */
+	char		 user[64];		/* "" keeps root */
+	char		 control_socket[108];
+	int		 debug;
+
+	/* [tun] */
+	char		 tun_name[16];
+	int		 tun_mtu;
+
+	/* [lan] */
+	struct prefix	 lan[CONFIG_MAX_LANS];
+	int		 nlan;
+	char		 lan_interfaces[128];	/* for the scripts only */
+
+	/* [wan] */
+	char		 wan_interface[16];
+	uint32_t	 wan_addr;		/* 0: take it from wan_interface */
+	int		 wan_mtu;		/* 0: take it from wan_interface */
+	uint16_t	 port_lo;
+	uint16_t	 port_hi;
+
+	/* [nat] */
+	enum filtering	 filtering;
+	bool		 inbound_refresh;
+	bool		 mss_clamp;
+
+	/* [timeouts], seconds */
+	unsigned	 to_udp;
+	unsigned	 to_tcp_est;
+	unsigned	 to_tcp_trans;
+	unsigned	 to_icmp;
+	unsigned	 to_frag;
+
+	/* [limits] */
+	unsigned	 max_sessions;
+	unsigned	 max_sessions_per_host;
+	size_t		 frag_memory;
+
+	/* [routes]: read by scripts/sipnat-routes, checked here */
+	unsigned	 route_table;
+	unsigned	 route_mark;
+	unsigned	 rule_priority;
+};
+
+/* One error found while reading a config file. */
+struct config_error {
+	TAILQ_ENTRY(config_error) entry;
+	int		 line;			/* 0: about the whole file */
+	char		*msg;
+};
+TAILQ_HEAD(config_errors, config_error);
+
+void		 config_defaults(struct config *);
+int		 config_load(struct config *, const char *, struct config_errors *);
+void		 config_print_errors(const char *, struct config_errors *);
+void		 config_free_errors(struct config_errors *);
+void		 config_print(const struct config *, FILE *);
+int		 config_is_lan(const struct config *, uint32_t);
+void		 config_free(struct config *);
+
+/* log.c */
+void		 log_init(int, int);
+void		 log_set_debug(int);
+void		 log_warn(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+void		 log_warnx(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+void		 log_info(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+void		 log_debug(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void fatal(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void fatalx(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+
+/* stats.c */
+enum counter {
+	STAT_PKT_IN_LAN,		/* packets read from the LAN side */
+	STAT_PKT_IN_WAN,		/* packets read from the WAN side */
+	STAT_PKT_OUT_WAN,		/* packets sent on the uplink */
+	STAT_PKT_OUT_LAN,		/* packets written to the TUN */
+	STAT_BYTES_OUT_WAN,
+	STAT_BYTES_OUT_LAN,
+	STAT_HAIRPIN,
+	STAT_ICMP_ERR_OUT,		/* ICMP errors translated to WAN */
+	STAT_ICMP_ERR_IN,		/* ICMP errors translated to LAN */
+	STAT_ICMP_SENT,			/* ICMP errors sipnatd made itself */
+	STAT_FRAG_IN,			/* fragments received */
+	STAT_FRAG_REASSEMBLED,
+	STAT_FRAG_OUT,			/* fragments sent */
+	STAT_MSS_CLAMPED,
+	STAT_DROP_MALFORMED,
+	STAT_DROP_NOT_IPV4,
+	STAT_DROP_UNKNOWN_PROTO,
+	STAT_DROP_NOT_OURS,		/* neither from the LAN nor to us */
+	STAT_DROP_NO_MAPPING,
+	STAT_DROP_FILTERED,
+	STAT_DROP_LIMIT,		/* a limit refused a new session */
+	STAT_DROP_NO_PORT,
+	STAT_DROP_ICMP_UNMATCHED,
+	STAT_DROP_ICMP_TYPE,
+	STAT_DROP_FRAG_OVERLAP,
+	STAT_DROP_FRAG_TIMEOUT,
+	STAT_DROP_FRAG_MEMORY,
+	STAT_DROP_FRAG_BAD,
+	STAT_DROP_DF_TOO_BIG,		/* answered with fragmentation needed */
+	STAT_DROP_TTL,
+	STAT_DROP_UPLINK,		/* the raw socket refused it */
+	STAT_DROP_TUN,			/* the TUN refused it */
+	STAT_SESS_CREATED,
+	STAT_SESS_EXPIRED,
+	STAT_SESS_REFUSED_TOTAL,
+	STAT_SESS_REFUSED_HOST,
+	STAT_MAP_CREATED,
+	STAT_MAP_EXPIRED,
+	STAT_RELOADS,
+	STAT_RELOAD_FAILED,
+	STAT_MAX
+};
+extern uint64_t	 stats[STAT_MAX];
+#define stat_inc(s)	(stats[(s)]++)
+#define stat_add(s, n)	(stats[(s)] += (n))
+const char	*stat_name(enum counter);
+
+/* cksum.c */
+uint16_t	 cksum(const void *, size_t, uint32_t);
+uint32_t	 cksum_partial(const void *, size_t, uint32_t);
+uint16_t	 cksum_fold(uint32_t);
+void		 cksum_update16(uint16_t *, uint16_t, uint16_t);
+void		 cksum_update32(uint16_t *, uint32_t, uint32_t);
+uint16_t	 cksum_l4(const struct pkt *);
+
+/* pkt.c */
+struct pkt {
+	uint8_t		*buf;		/* the IPv4 header */
+	size_t		 len;		/* total length from the header */
+	unsigned	 hl;		/* IP header length */
+	uint8_t		 proto;
+	uint32_t	 src;		/* network byte order */
+	uint32_t	 dst;
+	bool		 frag;		/* MF set or offset non-zero */
+	uint8_t		*l4;		/* NULL unless a whole datagram */
+	size_t		 l4len;
+	uint16_t	 sport;		/* host order; ICMP echo: the id */
+	uint16_t	 dport;
+	uint8_t		 icmp_type;
+	uint8_t		 icmp_code;
+	uint8_t		 tcp_flags;
+};
+
+#define IP_HDR_MIN	20
+#define IP_DF		0x4000
+#define IP_MF		0x2000
+#define IP_OFFMASK	0x1fff
+
+enum pkt_error {
+	PKT_OK,
+	PKT_ERR_SHORT,
+	PKT_ERR_VERSION,
+	PKT_ERR_HEADER,
+	PKT_ERR_LENGTH,
+	PKT_ERR_L4,
+};
+
+int		 pkt_parse(struct pkt *, uint8_t *, size_t);
+int		 pkt_parse_inner(struct pkt *, uint8_t *, size_t);
+bool		 pkt_icmp_is_error(uint8_t);
+bool		 pkt_has_ports(uint8_t);
+uint16_t	*pkt_l4_cksum(const struct pkt *);
+void		 pkt_set_src(struct pkt *, uint32_t, uint16_t);
+void		 pkt_set_dst(struct pkt *, uint32_t, uint16_t);
+void		 pkt_set_ttl(struct pkt *, uint8_t);
+int		 pkt_clamp_mss(struct pkt *, uint16_t);
+
+/* timer.c */
+struct timer {
+	LIST_ENTRY(timer) entry;
+	uint64_t	 expire;	/* seconds on the monotonic clock */
+	bool		 armed;
+	void		(*cb)(struct timer *, uint64_t);
+};
+
+struct timer_wheel {
+	LIST_HEAD(timer_slot, timer) *slots;
+	unsigned	 nslots;	/* a power of two */
+	uint64_t	 now;		/* last tick processed */
+	size_t		 count;
+};
+
+int		 timer_wheel_init(struct timer_wheel *, unsigned, uint64_t);
+void		 timer_wheel_free(struct timer_wheel *);
+void		 timer_add(struct timer_wheel *, struct timer *, uint64_t);
+void		 timer_del(struct timer_wheel *, struct timer *);
+unsigned	 timer_advance(struct timer_wheel *, uint64_t);
+
+/* nat-table.c */
+enum tcp_state {
+	TCP_NONE,
+	TCP_SYN_OUT,		/* SYN seen from the inside only */
+	TCP_SYN_IN,		/* SYN seen from the outside only */
+	TCP_ESTABLISHED,
+	TCP_FIN,		/* FIN seen in one direction */
+	TCP_CLOSING,		/* FIN both ways, or RST */
+};
+
+enum nat_node_kind {
+	NODE_MAPPING,		/* proto, inside addr:port */
+	NODE_SESSION_OUT,	/* proto, inside addr:port, remote addr:port */
+	NODE_SESSION_IN,	/* proto, public port, remote addr:port */
+	NODE_HOST,		/* inside addr */
+};
+
+struct nat_key {
+	uint32_t	 a_addr;
+	uint32_t	 b_addr;
+	uint16_t	 a_port;
+	uint16_t	 b_port;
+	uint8_t		 proto;
+	uint8_t		 kind;
+	uint16_t	 zero;
+};
+
+struct nat_node {
+	struct nat_node	*next;
+	struct nat_key	 key;
+};
+
+struct nat_host {
+	struct nat_node	 node;
+	uint32_t	 addr;
+	unsigned	 nsessions;
+	unsigned	 nmappings;
+};
+
+struct alg;
+
+struct nat_mapping {
+	struct nat_node	 node;
+	struct nat_host	*host;
+	uint8_t		 proto;
+	uint32_t	 in_addr;
+	uint16_t	 in_port;	/* host order */
+	uint16_t	 pub_port;	/* host order */
+	unsigned	 nsessions;
+	unsigned	 holds;		/* references from helpers */
+	uint64_t	 created;
+	const struct alg *alg;		/* the helper for this mapping */
+	LIST_HEAD(, nat_session) sessions;
+};
+
+enum nat_dir { DIR_OUT, DIR_IN };
+
+struct nat_session {
+	struct nat_node	 node_out;
+	struct nat_node	 node_in;
+	struct nat_mapping *map;
+	LIST_ENTRY(nat_session) entry;
+	struct timer	 timer;
+	uint32_t	 rem_addr;
+	uint16_t	 rem_port;	/* host order */
+	uint8_t		 tcp_state;
+	uint8_t		 tcp_fin;	/* FIN seen: bit 1 << enum nat_dir */
+	uint64_t	 created;
+	uint64_t	 last;
+	uint64_t	 pkts[2];	/* by enum nat_dir */
+	uint64_t	 bytes[2];
+};
+
+enum nat_refusal {
+	NAT_OK,
+	NAT_REFUSED_TOTAL,
+	NAT_REFUSED_HOST,
+	NAT_REFUSED_PORT,
+};
+
+int		 nat_table_init(const struct config *, uint64_t);
+void		 nat_table_configure(const struct config *);
+void		 nat_table_free(void);
+struct nat_mapping *nat_mapping_find(uint8_t, uint32_t, uint16_t);
+struct nat_mapping *nat_mapping_public(uint8_t, uint16_t);
+struct nat_mapping *nat_mapping_get(uint8_t, uint32_t, uint16_t,
+		     enum nat_refusal *);
+void		 nat_mapping_hold(struct nat_mapping *);
+void		 nat_mapping_release(struct nat_mapping *);
+struct nat_session *nat_session_out(uint8_t, uint32_t, uint16_t, uint32_t,
+		     uint16_t);
+struct nat_session *nat_session_in(uint8_t, uint16_t, uint32_t, uint16_t);
+struct nat_session *nat_session_create(struct nat_mapping *, uint32_t,
+		     uint16_t, enum nat_refusal *);
+void		 nat_session_touch(struct nat_session *, enum nat_dir, size_t);
+void		 nat_session_tcp(struct nat_session *, enum nat_dir, uint8_t);
+void		 nat_session_remove(struct nat_session *);
+unsigned	 nat_table_expire(uint64_t);
+uint64_t	 nat_now(void);
+void		 nat_set_now(uint64_t);
+size_t		 nat_session_count(void);
+size_t		 nat_mapping_count(void);
+typedef void	(*nat_walk_cb)(struct nat_session *, void *);
+void		 nat_table_walk(nat_walk_cb, void *);
+const char	*nat_tcp_state_name(uint8_t);
+
+/* frag.c */
+int		 frag_init(size_t, unsigned);
+void		 frag_configure(size_t, unsigned);
+void		 frag_free(void);
+int		 frag_input(struct pkt *, uint64_t, uint8_t **, size_t *);
+unsigned	 frag_expire(uint64_t);
+typedef int	(*frag_emit_cb)(const uint8_t *, size_t, void *);
+int		 frag_output(const uint8_t *, size_t, unsigned, frag_emit_cb,
+		     void *);
+size_t		 frag_pending(void);
+
+/* nat.c */
+struct nat_io {
+	int		(*to_wan)(const uint8_t *, size_t);
+	int		(*to_lan)(const uint8_t *, size_t);
+};
+
+int		 nat_init(const struct config *, const struct nat_io *);
+void		 nat_configure(const struct config *);
+void		 nat_input(uint8_t *, size_t);
+void		 nat_tick(uint64_t);
+
+/* tun.c */
+int		 tun_open(const char *, int, char **);
+int		 tun_write(const uint8_t *, size_t);
+void		 tun_set_fd(int);
+
+/* uplink.c */
+int		 uplink_open(char **);
+void		 uplink_set_fd(int);
+int		 uplink_send(const uint8_t *, size_t);
+void		 uplink_flush(void);
+int		 uplink_iface(const char *, uint32_t *, int *, char **);
+
+/* control.c */
+int		 control_init(struct event_base *, const char *, char **);
+void		 control_cleanup(void);
+void		 control_command(const char *, struct evbuffer *);
+
+/* sipnatd.c */
+extern struct config *conf;
+int		 sipnatd_reload(char **);
+
+#endif /* SIPNAT_H */

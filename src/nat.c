@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: ISC */
+
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include "sipnat.h"
+
+/*
+ * The translation engine: every packet read from the TUN comes through
+ * nat_input().  Packets from the LAN get the public source address and
+ * port and leave on the uplink; packets to the public address get the
+ * inside destination back and go into the TUN; ICMP errors are translated
+ * with the packet they quote (RFC 5508).  Checksums are updated in place.
+ */
+
+#define ICMP_UNREACH		3
+#define ICMP_UNREACH_NEEDFRAG	4
+#define ICMP_UNREACH_ADMIN	13
+#define ICMP_ECHOREPLY		0
+#define ICMP_ECHO		8
+#define ICMP_RATE		100	/* errors sipnatd makes, per second */
+#define ICMP_QUOTE		548	/* quoted bytes: a 576-byte error */
+
+static struct {
+	const struct nat_io	*io;
+	const struct config	*conf;
+	uint32_t		 pub;
+	unsigned		 wan_mtu;
+	enum filtering		 filtering;
+	bool			 mss_clamp;
+	unsigned		 icmp_tokens;
+	uint8_t			 icmp[IP_HDR_MIN + 8 + ICMP_QUOTE];
+} n;
+
+static void	nat_inbound(struct pkt *);
+
+/* Set up the table and fragment buffers for a configuration. */
+int
+nat_init(const struct config *c, const struct nat_io *io)
+{
+	memset(&n, 0, sizeof n);
+	n.io = io;
+	if (nat_table_init(c, nat_now()) == -1)
+		return (-1);
+	if (frag_init(c->frag_memory, c->to_frag) == -1)
+		return (-1);
+	nat_configure(c);
+	return (0);
+}
+
+/* Apply a (re)loaded configuration's live settings. */
+void
+nat_configure(const struct config *c)
+{
+	n.conf = c;
+	n.pub = c->wan_addr;
+	n.wan_mtu = (unsigned)c->wan_mtu;
+	n.filtering = c->filtering;
+	n.mss_clamp = c->mss_clamp;
+	nat_table_configure(c);
+	frag_configure(c->frag_memory, c->to_frag);
+}
+
+/* Once a second: expire sessions and fragments, refill ICMP tokens. */
+void
+nat_tick(uint64_t now)
+{
+	nat_table_expire(now);
+	frag_expire(now);
+	n.icmp_tokens = ICMP_RATE;
+}
+
+/* Hand a packet to the uplink, counting the outcome. */
+static int
+nat_emit_wan(const uint8_t *buf, size_t len, void *arg)
+{
+	/* The uplink counts what the kernel really took. */
+	if (n.io->to_wan(buf, len) == -1) {
+		stat_inc(STAT_DROP_UPLINK);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Send to the WAN, fragmenting what the uplink MTU cannot carry. */
+static void
+nat_send_wan(struct pkt *p)
+{
+	if (p->len <= n.wan_mtu) {
+		nat_emit_wan(p->buf, p->len, NULL);
+		return;
+	}
+	/* DF packets were answered before translation: this one may be cut. */
+	if (frag_output(p->buf, p->len, n.wan_mtu, nat_emit_wan, NULL) == -1)
+		stat_inc(STAT_DROP_UPLINK);
+}
+
+/*
+ * Write into the TUN for the kernel to route to the LAN.  The kernel
+ * decremented the TTL on the way into the TUN and will again on the way
+ * out, so give one back: a NAT hop should cost one, like a router.
+ */
+static void
+nat_send_lan(struct pkt *p)
+{
+	uint8_t	ttl = p->buf[8];
+
+	if (ttl < 255)
+		pkt_set_ttl(p, ttl + 1);
+	if (n.io->to_lan(p->buf, p->len) == -1) {
+		stat_inc(STAT_DROP_TUN);
+		return;
+	}
+	stat_inc(STAT_PKT_OUT_LAN);
+	stat_add(STAT_BYTES_OUT_LAN, p->len);
+}
+
+/*
+ * Answer a LAN packet with an ICMP error from the public address:
+ * fragmentation needed (mtu set) or administratively prohibited.  Never
+ * about an ICMP error or a later fragment, and rate limited.
+ */
+static void
+nat_icmp_to_lan(const struct pkt *p, uint8_t type, uint8_t code,
+    uint16_t mtu)
+{
+	uint8_t		*ip = n.icmp, *icmp = n.icmp + IP_HDR_MIN;
+	size_t		 quote = p->len < ICMP_QUOTE ? p->len : ICMP_QUOTE;
+	size_t		 len = IP_HDR_MIN + 8 + quote;
+	uint16_t	 w;
+
+	if (p->proto == IPPROTO_ICMP && pkt_icmp_is_error(p->icmp_type))
+		return;
+	if ((p->buf[6] & 0x1f) != 0 || p->buf[7] != 0)
+		return;
+	if (n.icmp_tokens == 0)
+		return;
+	n.icmp_tokens--;
+	memset(ip, 0, IP_HDR_MIN + 8);
+	ip[0] = 0x45;
+	ip[1] = 0xc0;
+	w = htons((uint16_t)len);
+	memcpy(ip + 2, &w, 2);
+	ip[8] = 64;
+	ip[9] = IPPROTO_ICMP;
+	memcpy(ip + 12, &n.pub, 4);
+	memcpy(ip + 16, &p->src, 4);
+	w = cksum(ip, IP_HDR_MIN, 0);
+	memcpy(ip + 10, &w, 2);
+	icmp[0] = type;
+	icmp[1] = code;
+	w = htons(mtu);
+	memcpy(icmp + 6, &w, 2);
+	memcpy(icmp + 8, p->buf, quote);
+	w = cksum(icmp, 8 + quote, 0);
+	memcpy(icmp + 2, &w, 2);
+	if (n.io->to_lan(ip, len) == -1) {
+		stat_inc(STAT_DROP_TUN);
+		return;
+	}
+	stat_inc(STAT_ICMP_SENT);
+}
+
+/* Count a refused new flow and tell the LAN host (RFC 5508 REQ-8). */
+static void
+nat_refuse(const struct pkt *p, enum nat_refusal why)
+{
+	stat_inc(why == NAT_REFUSED_PORT ? STAT_DROP_NO_PORT : STAT_DROP_LIMIT);
+	nat_icmp_to_lan(p, ICMP_UNREACH, ICMP_UNREACH_ADMIN, 0);
+}
+
+/* Recompute an ICMP message's checksum after its quote changed. */
+static void
+nat_icmp_recksum(struct pkt *p)
+{
+	uint16_t	w;
+
+	p->l4[2] = p->l4[3] = 0;
+	w = cksum(p->l4, p->l4len, 0);
+	memcpy(p->l4 + 2, &w, 2);
+}
+
+/*
+ * An ICMP error from a LAN host about a packet that came in through us:
+ * the quoted packet runs remote -> inside, and becomes remote -> public.
+ */
+static void
+nat_icmp_error_out(struct pkt *p)
+{
+	struct nat_session	*s;
+	struct pkt		 q;
+	uint16_t		 rport;
+
+	if (pkt_parse_inner(&q, p->l4 + 8, p->l4len - 8) != PKT_OK) {
+		stat_inc(STAT_DROP_MALFORMED);
+		return;
+	}
+	rport = q.proto == IPPROTO_ICMP ? 0 : q.sport;
+	s = nat_session_out(q.proto, q.dst, q.dport, q.src, rport);
+	if (s == NULL || q.src != p->dst) {
+		stat_inc(STAT_DROP_ICMP_UNMATCHED);
+		return;
+	}
+	pkt_set_dst(&q, n.pub, s->map->pub_port);
+	nat_icmp_recksum(p);
+	pkt_set_src(p, n.pub, 0);
+	stat_inc(STAT_ICMP_ERR_OUT);
+	nat_send_wan(p);
+}
+
+/*
+ * An ICMP error from the WAN about a packet we sent: the quoted packet
+ * runs public -> remote, and becomes inside -> remote (RFC 5508 REQ-3).
+ * Errors never end a session.
+ */
+static void
+nat_icmp_error_in(struct pkt *p)
+{
+	struct nat_session	*s;
+	struct nat_mapping	*m;
+	struct pkt		 q;
+	uint16_t		 rport;
+
+	if (pkt_parse_inner(&q, p->l4 + 8, p->l4len - 8) != PKT_OK) {
+		stat_inc(STAT_DROP_MALFORMED);
+		return;
+	}
+	rport = q.proto == IPPROTO_ICMP ? 0 : q.dport;
+	s = nat_session_in(q.proto, q.sport, q.dst, rport);
+	if (s == NULL || q.src != n.pub) {
+		stat_inc(STAT_DROP_ICMP_UNMATCHED);
+		return;
+	}
+	m = s->map;
+	pkt_set_src(&q, m->in_addr, m->in_port);
+	nat_icmp_recksum(p);
+	pkt_set_dst(p, m->in_addr, 0);
+	stat_inc(STAT_ICMP_ERR_IN);
+	nat_send_lan(p);
+}
+
+/* The ports of a flow, as the table keys them (ICMP: the id, remote 0). */
+static bool
+nat_flow_ports(struct pkt *p, enum nat_dir dir)
+{
+	switch (p->proto) {
+	case IPPROTO_UDP:
+	case IPPROTO_TCP:
+		return (true);
+	case IPPROTO_ICMP:
+		if (dir == DIR_OUT && p->icmp_type == ICMP_ECHO)
+			return (true);
+		if (dir == DIR_IN && p->icmp_type == ICMP_ECHOREPLY)
+			return (true);
+		stat_inc(STAT_DROP_ICMP_TYPE);
+		return (false);
+	}
+	stat_inc(STAT_DROP_UNKNOWN_PROTO);
+	return (false);
+}
+
+/* A packet from the LAN: find or make its session and send it out. */
+static void
+nat_outbound(struct pkt *p)
+{
+	struct nat_session	*s;
+	struct nat_mapping	*m;
+	enum nat_refusal	 why;
+	uint16_t		 rport;
+
+	if (p->proto == IPPROTO_ICMP && pkt_icmp_is_error(p->icmp_type)) {
+		nat_icmp_error_out(p);
+		return;
+	}
+	if (!nat_flow_ports(p, DIR_OUT))
+		return;
+	if (p->len > n.wan_mtu && p->dst != n.pub &&
+	    (p->buf[6] & (IP_DF >> 8))) {
+		stat_inc(STAT_DROP_DF_TOO_BIG);
+		nat_icmp_to_lan(p, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG,
+		    (uint16_t)n.wan_mtu);
+		return;
+	}
+	rport = p->proto == IPPROTO_ICMP ? 0 : p->dport;
+	s = nat_session_out(p->proto, p->src, p->sport, p->dst, rport);
+	if (s == NULL) {
+		if ((m = nat_mapping_get(p->proto, p->src, p->sport,
+		    &why)) == NULL) {
+			nat_refuse(p, why);
+			return;
+		}
+		if ((s = nat_session_create(m, p->dst, rport, &why)) == NULL) {
+			nat_mapping_release(m);
+			nat_refuse(p, why);
+			return;
+		}
+	}
+	if (p->proto == IPPROTO_TCP) {
+		nat_session_tcp(s, DIR_OUT, p->tcp_flags);
+		if (n.mss_clamp && pkt_clamp_mss(p, n.wan_mtu - 40))
+			stat_inc(STAT_MSS_CLAMPED);
+	}
+	nat_session_touch(s, DIR_OUT, p->len);
+	pkt_set_src(p, n.pub, s->map->pub_port);
+	if (p->dst == n.pub) {
+		/* Hairpin (RFC 4787 REQ-9): in again, from our public side. */
+		stat_inc(STAT_HAIRPIN);
+		nat_inbound(p);
+		return;
+	}
+	nat_send_wan(p);
+}
+
+/* A packet to the public address: filter, translate, into the TUN. */
+static void
+nat_inbound(struct pkt *p)
+{
+	struct nat_session	*s;
+	struct nat_mapping	*m;
+	enum nat_refusal	 why;
+	uint16_t		 rport;
+
+	if (p->proto == IPPROTO_ICMP && pkt_icmp_is_error(p->icmp_type)) {
+		nat_icmp_error_in(p);
+		return;
+	}
+	if (!nat_flow_ports(p, DIR_IN))
+		return;
+	rport = p->proto == IPPROTO_ICMP ? 0 : p->sport;
+	s = nat_session_in(p->proto, p->dport, p->src, rport);
+	if (s == NULL) {
+		if ((m = nat_mapping_public(p->proto, p->dport)) == NULL) {
+			stat_inc(STAT_DROP_NO_MAPPING);
+			return;
+		}
+		/* Echo replies only answer requests: never unsolicited. */
+		if (n.filtering == FILTER_ADDRESS_PORT_DEPENDENT ||
+		    p->proto == IPPROTO_ICMP) {
+			stat_inc(STAT_DROP_FILTERED);
+			return;
+		}
+		if ((s = nat_session_create(m, p->src, rport, &why)) == NULL) {
+			stat_inc(STAT_DROP_LIMIT);
+			return;
+		}
+	}
+	m = s->map;
+	if (p->proto == IPPROTO_TCP) {
+		nat_session_tcp(s, DIR_IN, p->tcp_flags);
+		if (n.mss_clamp && pkt_clamp_mss(p, n.wan_mtu - 40))
+			stat_inc(STAT_MSS_CLAMPED);
+	}
+	nat_session_touch(s, DIR_IN, p->len);
+	pkt_set_dst(p, m->in_addr, m->in_port);
+	nat_send_lan(p);
+}
+
+/* Count a parse failure under its reason. */
+static void
+nat_bad_packet(int err)
+{
+	stat_inc(err == PKT_ERR_VERSION ? STAT_DROP_NOT_IPV4 :
+	    STAT_DROP_MALFORMED);
+}
+
+/*
+ * One packet read from the TUN.  Its direction comes from its addresses:
+ * from a LAN prefix it is outbound (hairpin included), to the public
+ * address it is inbound; anything else is not ours.
+ */
+void
+nat_input(uint8_t *buf, size_t len)
+{
+	struct pkt	p;
+	int		err;
+
+	if ((err = pkt_parse(&p, buf, len)) != PKT_OK) {
+		nat_bad_packet(err);
+		return;
+	}
+	if (p.frag) {
+		if (frag_input(&p, nat_now(), &buf, &len) != 1)
+			return;
+		if ((err = pkt_parse(&p, buf, len)) != PKT_OK) {
+			nat_bad_packet(err);
+			return;
+		}
+	}
+	if (config_is_lan(n.conf, p.src)) {
+		stat_inc(STAT_PKT_IN_LAN);
+		nat_outbound(&p);
+	} else if (p.dst == n.pub) {
+		stat_inc(STAT_PKT_IN_WAN);
+		nat_inbound(&p);
+	} else
+		stat_inc(STAT_DROP_NOT_OURS);
+}
