@@ -30,6 +30,7 @@
 
 #define SIPNAT_MAX_PKT		65535	/* largest IPv4 datagram */
 #define CONFIG_MAX_LANS		16
+#define CONFIG_MAX_SIP_PORTS	16
 #define CONFIG_MAX_LINE		199	/* longest line inih reads whole */
 
 struct event_base;
@@ -87,7 +88,22 @@ struct config {
 	/* [limits] */
 	unsigned	 max_sessions;
 	unsigned	 max_sessions_per_host;
+	unsigned	 max_pinholes;
 	size_t		 frag_memory;
+
+	/* [sip] */
+	struct config_sip_port {
+		uint16_t	 port;
+		bool		 normalise;	/* false: plain NAT */
+	}		 sip_ports[CONFIG_MAX_SIP_PORTS];
+	int		 nsip_ports;
+	bool		 sip_drop_errors;	/* on_error = drop */
+	size_t		 sip_max_message;
+	bool		 sip_media_eif;		/* media_filtering */
+	unsigned	 sip_max_dialogs;
+	unsigned	 sip_max_media;		/* per dialog */
+	unsigned	 sip_max_registrations;
+	unsigned	 to_sip_dialog;		/* [timeouts] sip_dialog */
 
 	/* [routes]: read by scripts/sipnat-routes, checked here */
 	unsigned	 route_table;
@@ -161,11 +177,16 @@ enum counter {
 	STAT_DROP_TTL,
 	STAT_DROP_UPLINK,		/* the raw socket refused it */
 	STAT_DROP_TUN,			/* the TUN refused it */
+	STAT_DROP_ALG,			/* a helper dropped it */
 	STAT_SESS_CREATED,
 	STAT_SESS_EXPIRED,
 	STAT_SESS_REFUSED_TOTAL,
 	STAT_SESS_REFUSED_HOST,
 	STAT_MAP_CREATED,
+	STAT_PINHOLE_OPENED,
+	STAT_PINHOLE_CLOSED,
+	STAT_PINHOLE_REFUSED,
+	STAT_PINHOLE_ADMITTED,		/* sessions a pinhole let in */
 	STAT_MAP_EXPIRED,
 	STAT_RELOADS,
 	STAT_RELOAD_FAILED,
@@ -200,6 +221,7 @@ struct pkt {
 	uint8_t		 icmp_type;
 	uint8_t		 icmp_code;
 	uint8_t		 tcp_flags;
+	bool		 edited;	/* a helper replaced the payload */
 };
 
 #define IP_HDR_MIN	20
@@ -298,8 +320,29 @@ struct nat_mapping {
 	unsigned	 nsessions;
 	unsigned	 holds;		/* references from helpers */
 	uint64_t	 created;
-	const struct alg *alg;		/* the helper for this mapping */
 	LIST_HEAD(, nat_session) sessions;
+	LIST_HEAD(, nat_pinhole) pinholes;
+};
+
+/*
+ * A pinhole: inbound traffic from a remote (address 0: any, port 0: any
+ * port) may start sessions on a mapping whatever the filtering, until it
+ * is closed or expires.  Helpers open them (media, registrations) and tie
+ * them to an owner, so that a dialog's pinholes close together.
+ */
+struct nat_owner {
+	LIST_HEAD(, nat_pinhole) pinholes;
+};
+
+struct nat_pinhole {
+	LIST_ENTRY(nat_pinhole) map_entry;
+	LIST_ENTRY(nat_pinhole) owner_entry;
+	struct nat_mapping *map;
+	struct nat_owner *owner;
+	struct timer	 timer;
+	uint32_t	 rem_addr;
+	uint16_t	 rem_port;
+	uint64_t	 expires;	/* 0: until closed */
 };
 
 enum nat_dir { DIR_OUT, DIR_IN };
@@ -336,6 +379,20 @@ struct nat_mapping *nat_mapping_get(uint8_t, uint32_t, uint16_t,
 		     enum nat_refusal *);
 void		 nat_mapping_hold(struct nat_mapping *);
 void		 nat_mapping_release(struct nat_mapping *);
+void		 nat_mapping_gc(struct nat_mapping *);
+int		 nat_mapping_get_pair(uint8_t, uint32_t, uint16_t, uint16_t,
+		     struct nat_mapping **, struct nat_mapping **,
+		     enum nat_refusal *);
+int		 nat_mapping_rebind(struct nat_mapping *, uint16_t);
+struct nat_pinhole *nat_pinhole_open(struct nat_mapping *, struct nat_owner *,
+		     uint32_t, uint16_t, uint64_t);
+void		 nat_pinhole_close(struct nat_pinhole *);
+void		 nat_pinhole_extend(struct nat_pinhole *, uint64_t);
+void		 nat_owner_init(struct nat_owner *);
+void		 nat_owner_close(struct nat_owner *);
+bool		 nat_pinhole_allows(const struct nat_mapping *, uint32_t,
+		     uint16_t);
+size_t		 nat_pinhole_count(void);
 struct nat_session *nat_session_out(uint8_t, uint32_t, uint16_t, uint32_t,
 		     uint16_t);
 struct nat_session *nat_session_in(uint8_t, uint16_t, uint32_t, uint16_t);

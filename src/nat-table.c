@@ -48,9 +48,11 @@ static struct {
 	struct pool		  sessions;
 	struct pool		  mappings;
 	struct pool		  hosts;
+	struct pool		  pinholes;
 	struct timer_wheel	  wheel;
 	unsigned		  max_sessions;
 	unsigned		  max_per_host;
+	unsigned		  max_pinholes;
 	unsigned		  to_udp, to_tcp_est, to_tcp_trans, to_icmp;
 	bool			  inbound_refresh;
 } t;
@@ -238,6 +240,7 @@ nat_table_init(const struct config *c, uint64_t now)
 	t.sessions.size = sizeof(struct nat_session);
 	t.mappings.size = sizeof(struct nat_mapping);
 	t.hosts.size = sizeof(struct nat_host);
+	t.pinholes.size = sizeof(struct nat_pinhole);
 	t.port_lo = c->port_lo;
 	t.port_hi = c->port_hi;
 	nports = (size_t)c->port_hi - c->port_lo + 1;
@@ -261,6 +264,7 @@ nat_table_configure(const struct config *c)
 {
 	t.max_sessions = c->max_sessions;
 	t.max_per_host = c->max_sessions_per_host;
+	t.max_pinholes = c->max_pinholes;
 	t.to_udp = c->to_udp;
 	t.to_tcp_est = c->to_tcp_est;
 	t.to_tcp_trans = c->to_tcp_trans;
@@ -283,6 +287,7 @@ nat_table_free(void)
 	pool_free(&t.sessions);
 	pool_free(&t.mappings);
 	pool_free(&t.hosts);
+	pool_free(&t.pinholes);
 	memset(&t, 0, sizeof t);
 }
 
@@ -410,32 +415,16 @@ host_put(struct nat_host *h)
 	pool_put(&t.hosts, h);
 }
 
-/*
- * Find or make the mapping of an inside endpoint.  Protocol helpers call
- * this too, to learn the public port before a packet leaves.
- */
-struct nat_mapping *
-nat_mapping_get(uint8_t proto, uint32_t addr, uint16_t port,
+/* Make a mapping with a chosen public port. */
+static struct nat_mapping *
+mapping_new(uint8_t proto, uint32_t addr, uint16_t port, uint16_t pub,
     enum nat_refusal *why)
 {
 	struct nat_mapping	*m;
 	struct nat_host		*h;
-	uint16_t		 pub;
-	int			 pi;
 
-	*why = NAT_OK;
-	if ((m = nat_mapping_find(proto, addr, port)) != NULL)
-		return (m);
-	if ((pi = proto_index(proto)) == -1) {
-		*why = NAT_REFUSED_PORT;
-		return (NULL);
-	}
 	if (t.mappings.used >= t.max_sessions) {
 		*why = NAT_REFUSED_TOTAL;
-		return (NULL);
-	}
-	if ((pub = port_choose(pi, port)) == 0) {
-		*why = NAT_REFUSED_PORT;
 		return (NULL);
 	}
 	if ((h = host_get(addr)) == NULL) {
@@ -457,14 +446,45 @@ nat_mapping_get(uint8_t proto, uint32_t addr, uint16_t port,
 	m->pub_port = pub;
 	m->created = nat_clock;
 	LIST_INIT(&m->sessions);
-	t.pub[pi][pub - t.port_lo] = m;
+	LIST_INIT(&m->pinholes);
+	t.pub[proto_index(proto)][pub - t.port_lo] = m;
 	stat_inc(STAT_MAP_CREATED);
 	return (m);
 }
 
-/* Free a mapping once no session and no helper needs it. */
-static void
-mapping_put(struct nat_mapping *m)
+/*
+ * Find or make the mapping of an inside endpoint.  Protocol helpers call
+ * this too, to learn the public port before a packet leaves.
+ */
+struct nat_mapping *
+nat_mapping_get(uint8_t proto, uint32_t addr, uint16_t port,
+    enum nat_refusal *why)
+{
+	struct nat_mapping	*m;
+	uint16_t		 pub;
+	int			 pi;
+
+	*why = NAT_OK;
+	if ((m = nat_mapping_find(proto, addr, port)) != NULL)
+		return (m);
+	if ((pi = proto_index(proto)) == -1) {
+		*why = NAT_REFUSED_PORT;
+		return (NULL);
+	}
+	if (t.mappings.used >= t.max_sessions) {
+		*why = NAT_REFUSED_TOTAL;
+		return (NULL);
+	}
+	if ((pub = port_choose(pi, port)) == 0) {
+		*why = NAT_REFUSED_PORT;
+		return (NULL);
+	}
+	return (mapping_new(proto, addr, port, pub, why));
+}
+
+/* Free a mapping if no session and no helper needs it. */
+void
+nat_mapping_gc(struct nat_mapping *m)
 {
 	struct nat_host	*h = m->host;
 
@@ -491,7 +511,190 @@ nat_mapping_release(struct nat_mapping *m)
 {
 	if (m->holds > 0)
 		m->holds--;
-	mapping_put(m);
+	nat_mapping_gc(m);
+}
+
+/*
+ * Mappings for two inside ports whose public ports must be consecutive,
+ * the first even (RTP and RTCP, RFC 3550 section 11).  Existing mappings
+ * are returned as they are.  Returns 0, or -1 with a reason.
+ */
+int
+nat_mapping_get_pair(uint8_t proto, uint32_t addr, uint16_t port1,
+    uint16_t port2, struct nat_mapping **m1, struct nat_mapping **m2,
+    enum nat_refusal *why)
+{
+	struct nat_mapping	**pub;
+	uint32_t		  n = (uint32_t)t.port_hi - t.port_lo + 1, i, off;
+	uint16_t		  q;
+	int			  pi = proto_index(proto);
+
+	*m1 = nat_mapping_find(proto, addr, port1);
+	*m2 = nat_mapping_find(proto, addr, port2);
+	if (*m1 != NULL || *m2 != NULL || pi == -1) {
+		if (*m1 == NULL && (*m1 = nat_mapping_get(proto, addr, port1,
+		    why)) == NULL)
+			return (-1);
+		if (*m2 == NULL && (*m2 = nat_mapping_get(proto, addr, port2,
+		    why)) == NULL) {
+			nat_mapping_gc(*m1);
+			return (-1);
+		}
+		return (0);
+	}
+	/* Find an even q with q + 1 free: the inside pair if it is free. */
+	pub = t.pub[pi];
+	q = 0;
+	if (port1 % 2 == 0 && port1 >= t.port_lo && port1 < t.port_hi &&
+	    pub[port1 - t.port_lo] == NULL && pub[port1 + 1 - t.port_lo] == NULL)
+		q = port1;
+	for (i = 0, off = rng_next() % n; q == 0 && i < n; i++) {
+		off = (off + 1) % n;
+		if ((t.port_lo + off) % 2 == 0 && off + 1 < n &&
+		    pub[off] == NULL && pub[off + 1] == NULL)
+			q = (uint16_t)(t.port_lo + off);
+	}
+	if (q == 0) {
+		*why = NAT_REFUSED_PORT;
+		return (-1);
+	}
+	if ((*m1 = mapping_new(proto, addr, port1, q, why)) == NULL)
+		return (-1);
+	if ((*m2 = mapping_new(proto, addr, port2, q + 1, why)) == NULL) {
+		nat_mapping_gc(*m1);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Point a mapping at another inside port of the same host, keeping its
+ * public port (a media stream that moves on re-INVITE).  Its sessions end:
+ * the next packet makes new ones.  Returns -1 if the new inside port has
+ * a mapping of its own already.
+ */
+int
+nat_mapping_rebind(struct nat_mapping *m, uint16_t port)
+{
+	struct nat_session	*s;
+
+	if (m->in_port == port)
+		return (0);
+	if (nat_mapping_find(m->proto, m->in_addr, port) != NULL)
+		return (-1);
+	m->holds++;	/* the last session must not take the mapping */
+	while ((s = LIST_FIRST(&m->sessions)) != NULL)
+		nat_session_remove(s);
+	m->holds--;
+	node_remove(&m->node);
+	m->in_port = port;
+	key_set(&m->node.key, NODE_MAPPING, m->proto, m->in_addr, port, 0, 0);
+	node_insert(&m->node);
+	return (0);
+}
+
+/* A pinhole's timer ran out. */
+static void
+pinhole_expire_cb(struct timer *tm, uint64_t now)
+{
+	struct nat_pinhole	*ph = (struct nat_pinhole *)((char *)tm -
+	    offsetof(struct nat_pinhole, timer));
+
+	nat_pinhole_close(ph);
+}
+
+/*
+ * Let inbound traffic from rem_addr:rem_port (0: any) start sessions on
+ * a mapping until expires (0: until closed), owned by owner (or NULL).
+ * The pinhole holds the mapping.  NULL when the pinhole limit is hit.
+ */
+struct nat_pinhole *
+nat_pinhole_open(struct nat_mapping *m, struct nat_owner *owner,
+    uint32_t rem_addr, uint16_t rem_port, uint64_t expires)
+{
+	struct nat_pinhole	*ph;
+
+	if (t.pinholes.used >= t.max_pinholes ||
+	    (ph = pool_get(&t.pinholes)) == NULL) {
+		stat_inc(STAT_PINHOLE_REFUSED);
+		return (NULL);
+	}
+	ph->map = m;
+	ph->owner = owner;
+	ph->rem_addr = rem_addr;
+	ph->rem_port = rem_port;
+	ph->timer.cb = pinhole_expire_cb;
+	LIST_INSERT_HEAD(&m->pinholes, ph, map_entry);
+	if (owner != NULL)
+		LIST_INSERT_HEAD(&owner->pinholes, ph, owner_entry);
+	m->holds++;
+	nat_pinhole_extend(ph, expires);
+	stat_inc(STAT_PINHOLE_OPENED);
+	return (ph);
+}
+
+/* Move a pinhole's end (0: until closed). */
+void
+nat_pinhole_extend(struct nat_pinhole *ph, uint64_t expires)
+{
+	ph->expires = expires;
+	if (expires == 0)
+		timer_del(&t.wheel, &ph->timer);
+	else
+		timer_add(&t.wheel, &ph->timer, expires);
+}
+
+/* Close a pinhole; its mapping lives on while sessions use it. */
+void
+nat_pinhole_close(struct nat_pinhole *ph)
+{
+	struct nat_mapping	*m = ph->map;
+
+	timer_del(&t.wheel, &ph->timer);
+	LIST_REMOVE(ph, map_entry);
+	if (ph->owner != NULL)
+		LIST_REMOVE(ph, owner_entry);
+	pool_put(&t.pinholes, ph);
+	stat_inc(STAT_PINHOLE_CLOSED);
+	nat_mapping_release(m);
+}
+
+/* Start an owner with no pinholes. */
+void
+nat_owner_init(struct nat_owner *o)
+{
+	LIST_INIT(&o->pinholes);
+}
+
+/* Close every pinhole of an owner (a dialog that ended). */
+void
+nat_owner_close(struct nat_owner *o)
+{
+	struct nat_pinhole	*ph;
+
+	while ((ph = LIST_FIRST(&o->pinholes)) != NULL)
+		nat_pinhole_close(ph);
+}
+
+/* May this remote start a session on the mapping through a pinhole? */
+bool
+nat_pinhole_allows(const struct nat_mapping *m, uint32_t addr, uint16_t port)
+{
+	const struct nat_pinhole	*ph;
+
+	LIST_FOREACH(ph, &m->pinholes, map_entry) {
+		if ((ph->rem_addr == 0 || ph->rem_addr == addr) &&
+		    (ph->rem_port == 0 || ph->rem_port == port))
+			return (true);
+	}
+	return (false);
+}
+
+/* Open pinholes. */
+size_t
+nat_pinhole_count(void)
+{
+	return (t.pinholes.used);
 }
 
 /* The session of an inside endpoint with a remote endpoint. */
@@ -612,7 +815,7 @@ nat_session_remove(struct nat_session *s)
 	m->nsessions--;
 	h->nsessions--;
 	pool_put(&t.sessions, s);
-	mapping_put(m);
+	nat_mapping_gc(m);
 }
 
 /* Count a packet; outbound always refreshes, inbound if configured. */

@@ -5,7 +5,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "sipnat.h"
+#include "alg.h"
 
 /*
  * The translation engine: every packet read from the TUN comes through
@@ -32,6 +32,7 @@ static struct {
 	bool			 mss_clamp;
 	unsigned		 icmp_tokens;
 	uint8_t			 icmp[IP_HDR_MIN + 8 + ICMP_QUOTE];
+	uint8_t			 edit[SIPNAT_MAX_PKT];
 } n;
 
 static void	nat_inbound(struct pkt *);
@@ -69,6 +70,7 @@ nat_tick(uint64_t now)
 {
 	nat_table_expire(now);
 	frag_expire(now);
+	alg_tick(now);
 	n.icmp_tokens = ICMP_RATE;
 }
 
@@ -92,7 +94,10 @@ nat_send_wan(struct pkt *p)
 		nat_emit_wan(p->buf, p->len, NULL);
 		return;
 	}
-	/* DF packets were answered before translation: this one may be cut. */
+	/*
+	 * Too big with DF set was answered before translation; a packet
+	 * that only grew under a helper is cut regardless: we made it big.
+	 */
 	if (frag_output(p->buf, p->len, n.wan_mtu, nat_emit_wan, NULL) == -1)
 		stat_inc(STAT_DROP_UPLINK);
 }
@@ -241,6 +246,93 @@ nat_icmp_error_in(struct pkt *p)
 	nat_send_lan(p);
 }
 
+/*
+ * The payload a helper reads: after the UDP header.  (TCP streams are
+ * the helper's own business.)
+ */
+uint8_t *
+nat_payload(const struct alg_pkt *ap, size_t *len)
+{
+	const struct pkt	*p = ap->p;
+
+	if (p->proto != IPPROTO_UDP || p->l4 == NULL || p->l4len < 8) {
+		*len = 0;
+		return (NULL);
+	}
+	*len = p->l4len - 8;
+	return (p->l4 + 8);
+}
+
+/*
+ * Replace a UDP packet's payload: the packet is rebuilt in a buffer of
+ * the core's with the IP and UDP lengths set; the checksum is computed
+ * after translation.  Returns -1 if it would not fit in a datagram.
+ */
+int
+nat_payload_replace(struct alg_pkt *ap, const uint8_t *data, size_t len)
+{
+	struct pkt	*p = ap->p;
+	size_t		 hdr = p->hl + 8;
+	uint16_t	 w;
+
+	if (p->proto != IPPROTO_UDP || p->l4 == NULL ||
+	    hdr + len > SIPNAT_MAX_PKT)
+		return (-1);
+	if (p->buf != n.edit)
+		memcpy(n.edit, p->buf, hdr);
+	memmove(n.edit + hdr, data, len);
+	p->buf = n.edit;
+	p->l4 = n.edit + p->hl;
+	p->len = hdr + len;
+	p->l4len = 8 + len;
+	w = htons((uint16_t)p->len);
+	memcpy(p->buf + 2, &w, 2);
+	p->buf[10] = p->buf[11] = 0;
+	w = cksum(p->buf, p->hl, 0);
+	memcpy(p->buf + 10, &w, 2);
+	w = htons((uint16_t)p->l4len);
+	memcpy(p->l4 + 4, &w, 2);
+	p->edited = true;
+	return (0);
+}
+
+/* Let a helper see the packet; false if it must be dropped. */
+static bool
+nat_helper(struct pkt *p, enum nat_dir dir, struct nat_session *s)
+{
+	const struct alg	*a;
+	struct alg_pkt		 ap;
+
+	if ((a = alg_find(p, dir)) == NULL)
+		return (true);
+	ap.p = p;
+	ap.dir = dir;
+	ap.s = s;
+	ap.pub = n.pub;
+	if (a->handle(&ap) == ALG_DROP) {
+		stat_inc(STAT_DROP_ALG);
+		return (false);
+	}
+	return (true);
+}
+
+/* After translation: a rewritten payload needs a whole new checksum. */
+static void
+nat_fix_edited(struct pkt *p)
+{
+	uint16_t	*sum;
+
+	if (!p->edited || (sum = pkt_l4_cksum(p)) == NULL)
+		return;
+	if (p->proto == IPPROTO_UDP && *sum == 0)
+		return;		/* the sender did not checksum it */
+	*sum = 0;
+	*sum = cksum_l4(p);
+	if (p->proto == IPPROTO_UDP && *sum == 0)
+		*sum = 0xffff;
+	p->edited = false;
+}
+
 /* The ports of a flow, as the table keys them (ICMP: the id, remote 0). */
 static bool
 nat_flow_ports(struct pkt *p, enum nat_dir dir)
@@ -292,7 +384,7 @@ nat_outbound(struct pkt *p)
 			return;
 		}
 		if ((s = nat_session_create(m, p->dst, rport, &why)) == NULL) {
-			nat_mapping_release(m);
+			nat_mapping_gc(m);
 			nat_refuse(p, why);
 			return;
 		}
@@ -303,7 +395,10 @@ nat_outbound(struct pkt *p)
 			stat_inc(STAT_MSS_CLAMPED);
 	}
 	nat_session_touch(s, DIR_OUT, p->len);
+	if (!nat_helper(p, DIR_OUT, s))
+		return;
 	pkt_set_src(p, n.pub, s->map->pub_port);
+	nat_fix_edited(p);
 	if (p->dst == n.pub) {
 		/* Hairpin (RFC 4787 REQ-9): in again, from our public side. */
 		stat_inc(STAT_HAIRPIN);
@@ -311,6 +406,30 @@ nat_outbound(struct pkt *p)
 		return;
 	}
 	nat_send_wan(p);
+}
+
+/*
+ * May a remote with no session start one on this mapping?  Under
+ * endpoint-independent filtering yes; under address-and-port-dependent
+ * filtering only through a helper's pinhole.  Echo replies only ever
+ * answer requests.
+ */
+static bool
+nat_filter_allows(const struct pkt *p, const struct nat_mapping *m,
+    uint16_t rport)
+{
+	if (p->proto == IPPROTO_ICMP) {
+		stat_inc(STAT_DROP_FILTERED);
+		return (false);
+	}
+	if (n.filtering == FILTER_ENDPOINT_INDEPENDENT)
+		return (true);
+	if (nat_pinhole_allows(m, p->src, rport)) {
+		stat_inc(STAT_PINHOLE_ADMITTED);
+		return (true);
+	}
+	stat_inc(STAT_DROP_FILTERED);
+	return (false);
 }
 
 /* A packet to the public address: filter, translate, into the TUN. */
@@ -335,12 +454,8 @@ nat_inbound(struct pkt *p)
 			stat_inc(STAT_DROP_NO_MAPPING);
 			return;
 		}
-		/* Echo replies only answer requests: never unsolicited. */
-		if (n.filtering == FILTER_ADDRESS_PORT_DEPENDENT ||
-		    p->proto == IPPROTO_ICMP) {
-			stat_inc(STAT_DROP_FILTERED);
+		if (!nat_filter_allows(p, m, rport))
 			return;
-		}
 		if ((s = nat_session_create(m, p->src, rport, &why)) == NULL) {
 			stat_inc(STAT_DROP_LIMIT);
 			return;
@@ -353,7 +468,11 @@ nat_inbound(struct pkt *p)
 			stat_inc(STAT_MSS_CLAMPED);
 	}
 	nat_session_touch(s, DIR_IN, p->len);
+	if (!nat_helper(p, DIR_IN, s))
+		return;
+	m = s->map;	/* a helper may have moved the mapping */
 	pkt_set_dst(p, m->in_addr, m->in_port);
+	nat_fix_edited(p);
 	nat_send_lan(p);
 }
 

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sipnat.h"
+#include "alg.h"
 
 /* main: options, config check, set-up, privilege drop, the event loop. */
 
@@ -138,6 +138,13 @@ sipnatd_reload(char **cause)
 		return (-1);
 	}
 	keep_restart_only(old, new);
+	if (alg_configure(new, cause) == -1) {
+		stat_inc(STAT_RELOAD_FAILED);
+		alg_configure(old, NULL);
+		config_free(new);
+		free(new);
+		return (-1);
+	}
 	conf = new;
 	nat_configure(conf);
 	log_set_debug(conf->debug);
@@ -238,6 +245,8 @@ run(int foreground)
 	nat_set_now(monotonic());
 	if (nat_init(conf, &sipnatd_io) == -1)
 		fatalx("cannot allocate the NAT table");
+	if (alg_configure(conf, &cause) == -1)
+		fatalx("%s", cause);
 	drop_privileges(conf->user);
 
 	ev_tun = event_new(base, tun_fd, EV_READ | EV_PERSIST, tun_read_cb,
@@ -268,6 +277,7 @@ run(int foreground)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_base_free(base);
+	alg_shutdown();
 	nat_table_free();
 	frag_free();
 }

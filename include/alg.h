@@ -1,0 +1,69 @@
+/*
+ * The protocol helper interface, in the spirit of the kernel's conntrack
+ * helpers and libalias modules: a cheap match (does this packet concern
+ * me?), a handler (parse, decide, edit), and calls into the NAT core for
+ * mappings, pinholes and payload replacement.  The core knows helpers
+ * only through this table; src/alg.c lists them.
+ */
+
+#ifndef ALG_H
+#define ALG_H
+
+#include "sipnat.h"
+
+enum alg_verdict {
+	ALG_PASS,		/* send it on, edited or not */
+	ALG_DROP,		/* drop it (the helper counted why) */
+};
+
+/* One packet as a helper sees it, before the core translates it. */
+struct alg_pkt {
+	struct pkt		*p;
+	enum nat_dir		 dir;
+	struct nat_session	*s;	/* the packet's session: s->map */
+	uint32_t		 pub;	/* the public address */
+};
+
+/* A control command a helper adds to sipnatctl. */
+struct alg_cmd {
+	const char	*name;
+	const char	*usage;
+	void		(*exec)(int, char **, bool, struct evbuffer *);
+};
+
+struct alg {
+	const char	*name;
+	/* Cheap: ports only.  Called for every packet of its protocol. */
+	bool		(*match)(const struct pkt *, enum nat_dir);
+	/* Parse, decide, edit with nat_payload_replace(). */
+	enum alg_verdict (*handle)(struct alg_pkt *);
+	/* Take a (re)loaded configuration; -1 with a cause refuses it. */
+	int		(*configure)(const struct config *, char **);
+	/* Once a second. */
+	void		(*tick)(uint64_t);
+	/* Free everything at exit. */
+	void		(*shutdown)(void);
+	/* Counters, shown by sipnatctl stats: name and value pairs. */
+	void		(*stats)(void (*)(const char *, uint64_t, void *),
+			    void *);
+	const struct alg_cmd *cmds;	/* ends with a NULL name */
+};
+
+/* alg.c */
+const struct alg *alg_find(const struct pkt *, enum nat_dir);
+int		 alg_configure(const struct config *, char **);
+void		 alg_tick(uint64_t);
+void		 alg_shutdown(void);
+void		 alg_stats(void (*)(const char *, uint64_t, void *), void *);
+const struct alg_cmd *alg_cmd_find(const char *);
+void		 alg_cmd_foreach(void (*)(const struct alg_cmd *, void *),
+		     void *);
+
+/* nat.c: what the core offers helpers */
+int		 nat_payload_replace(struct alg_pkt *, const uint8_t *, size_t);
+uint8_t		*nat_payload(const struct alg_pkt *, size_t *);
+
+/* alg-sip.c */
+extern const struct alg alg_sip;
+
+#endif /* ALG_H */

@@ -1,0 +1,1272 @@
+/* SPDX-License-Identifier: ISC */
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sofia-sip/msg.h>
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/sdp.h>
+#include <sofia-sip/sip.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_protos.h>
+#include <sofia-sip/su_alloc.h>
+
+#include "alg.h"
+
+/*
+ * The SIP helper, for SIP over UDP.  sofia-sip parses; this file decides
+ * what names the phone's inside address and puts the public mapping in
+ * its place (LAN to WAN), or the other way round (WAN to LAN).  Headers it
+ * does not change are sent byte for byte as they came.  Media ports in
+ * SDP get public mappings and pinholes owned by the dialog, before the
+ * message leaves; a successful REGISTER keeps the phone's mapping open
+ * for the provider for as long as the registration lasts.
+ */
+
+#define SIPNAT_SIP_PORT	5060
+#define SIP_DIALOG_BUCKETS	1024
+#define SIP_MAX_MEDIA		16
+#define SIP_REG_GRACE		32	/* seconds past Expires */
+#define SIP_REG_DEFAULT		3600
+
+enum sip_counter {
+	SIP_MSG_OUT,
+	SIP_MSG_IN,
+	SIP_REWRITTEN,
+	SIP_UNTOUCHED_PUBLIC,
+	SIP_UNTOUCHED_ICE,
+	SIP_KEEPALIVE,
+	SIP_PARSE_ERROR,
+	SIP_OVERSIZED,
+	SIP_DROPPED,
+	SIP_SDP_ERROR,
+	SIP_TOO_BIG,
+	SIP_DIALOGS,
+	SIP_DIALOGS_ENDED,
+	SIP_DIALOG_TIMEOUT,
+	SIP_DIALOG_LIMIT,
+	SIP_MEDIA,
+	SIP_MEDIA_LIMIT,
+	SIP_MEDIA_MOVED,
+	SIP_REGISTERED,
+	SIP_UNREGISTERED,
+	SIP_REG_EXPIRED,
+	SIP_REG_LIMIT,
+	SIP_NO_MAPPING,
+	SIP_COUNTER_MAX
+};
+
+static const char *sip_counter_names[SIP_COUNTER_MAX] = {
+	[SIP_MSG_OUT] = "sip.messages.to_wan",
+	[SIP_MSG_IN] = "sip.messages.to_lan",
+	[SIP_REWRITTEN] = "sip.messages.rewritten",
+	[SIP_UNTOUCHED_PUBLIC] = "sip.untouched.already_public",
+	[SIP_UNTOUCHED_ICE] = "sip.untouched.ice",
+	[SIP_KEEPALIVE] = "sip.keepalives",
+	[SIP_PARSE_ERROR] = "sip.errors.parse",
+	[SIP_OVERSIZED] = "sip.errors.oversized",
+	[SIP_DROPPED] = "sip.errors.dropped",
+	[SIP_SDP_ERROR] = "sip.errors.sdp",
+	[SIP_TOO_BIG] = "sip.errors.rewrite_too_big",
+	[SIP_DIALOGS] = "sip.dialogs.created",
+	[SIP_DIALOGS_ENDED] = "sip.dialogs.ended",
+	[SIP_DIALOG_TIMEOUT] = "sip.dialogs.timed_out",
+	[SIP_DIALOG_LIMIT] = "sip.limit.dialogs",
+	[SIP_MEDIA] = "sip.media.streams",
+	[SIP_MEDIA_LIMIT] = "sip.limit.media",
+	[SIP_MEDIA_MOVED] = "sip.media.moved",
+	[SIP_REGISTERED] = "sip.registrations.accepted",
+	[SIP_UNREGISTERED] = "sip.registrations.removed",
+	[SIP_REG_EXPIRED] = "sip.registrations.expired",
+	[SIP_REG_LIMIT] = "sip.limit.registrations",
+	[SIP_NO_MAPPING] = "sip.errors.no_mapping",
+};
+
+enum sip_state {
+	SIP_CALLING,		/* INVITE sent, no answer yet */
+	SIP_EARLY,		/* a provisional answer */
+	SIP_CONFIRMED,		/* 2xx */
+};
+
+static const char *sip_state_names[] = {
+	[SIP_CALLING] = "calling",
+	[SIP_EARLY] = "early",
+	[SIP_CONFIRMED] = "confirmed",
+};
+
+/* One media stream (m= line) of a dialog: its public ports stay put. */
+struct sip_media {
+	struct nat_mapping	*rtp;
+	struct nat_mapping	*rtcp;
+	uint32_t		 rem_addr;	/* from the far end's SDP */
+	uint16_t		 rem_port;
+	char			 type[16];
+};
+
+struct sip_dialog {
+	LIST_ENTRY(sip_dialog)	 entry;		/* hash bucket */
+	LIST_ENTRY(sip_dialog)	 all;
+	char			*call_id;
+	char			*from;
+	char			*to;
+	uint32_t		 phone;		/* inside address */
+	bool			 outgoing;	/* the phone called */
+	enum sip_state		 state;
+	uint64_t		 created;
+	uint64_t		 last;		/* last signalling */
+	struct nat_owner	 owner;		/* its pinholes */
+	unsigned		 nmedia;
+	struct sip_media	 media[SIP_MAX_MEDIA];
+};
+
+struct sip_reg {
+	LIST_ENTRY(sip_reg)	 entry;
+	char			*call_id;
+	char			*aor;
+	uint32_t		 registrar;
+	struct nat_mapping	*map;
+	struct nat_pinhole	*pinhole;	/* NULL until a 2xx */
+	uint64_t		 expires;	/* 0 until a 2xx */
+};
+
+/* What one message handler works with. */
+struct sip_ctx {
+	struct alg_pkt		*ap;
+	msg_t			*msg;
+	sip_t			*sip;
+	su_home_t		*home;
+	struct nat_mapping	*map;		/* the signalling mapping */
+	uint32_t		 in_addr;
+	char			 in_str[INET_ADDRSTRLEN];
+	char			 pub_str[INET_ADDRSTRLEN];
+	uint32_t		 remote;	/* the WAN peer */
+	bool			 changed;
+	bool			 saw_public;
+};
+
+static struct {
+	struct config_sip_port	 ports[CONFIG_MAX_SIP_PORTS];
+	int			 nports;
+	bool			 drop_errors;
+	size_t			 max_message;
+	bool			 media_eif;
+	unsigned		 max_dialogs;
+	unsigned		 max_media;
+	unsigned		 max_regs;
+	unsigned		 dialog_timeout;
+	LIST_HEAD(, sip_dialog)	 buckets[SIP_DIALOG_BUCKETS];
+	LIST_HEAD(, sip_dialog)	 dialogs;
+	unsigned		 ndialogs;
+	LIST_HEAD(, sip_reg)	 regs;
+	unsigned		 nregs;
+	uint64_t		 counters[SIP_COUNTER_MAX];
+	uint8_t			 out[SIPNAT_MAX_PKT];
+} sip;
+
+#define sip_count(c)	(sip.counters[(c)]++)
+
+static void	sip_dialog_end(struct sip_dialog *);
+
+/* Is this port one the helper rewrites on? */
+static bool
+sip_port_normalised(uint16_t port)
+{
+	int	i;
+
+	for (i = 0; i < sip.nports; i++)
+		if (sip.ports[i].port == port)
+			return (sip.ports[i].normalise);
+	return (false);
+}
+
+/* Cheap match: UDP to or from a SIP port set to normalise. */
+static bool
+sip_match(const struct pkt *p, enum nat_dir dir)
+{
+	if (p->proto != IPPROTO_UDP || sip.nports == 0)
+		return (false);
+	return (sip_port_normalised(p->dport) ||
+	    sip_port_normalised(p->sport));
+}
+
+/* Take the [sip] settings; runs at start and on every reload. */
+static int
+sip_configure(const struct config *c, char **cause)
+{
+	memcpy(sip.ports, c->sip_ports, sizeof sip.ports);
+	sip.nports = c->nsip_ports;
+	sip.drop_errors = c->sip_drop_errors;
+	sip.max_message = c->sip_max_message;
+	sip.media_eif = c->sip_media_eif;
+	sip.max_dialogs = c->sip_max_dialogs;
+	sip.max_media = c->sip_max_media < SIP_MAX_MEDIA ?
+	    c->sip_max_media : SIP_MAX_MEDIA;
+	sip.max_regs = c->sip_max_registrations;
+	sip.dialog_timeout = c->to_sip_dialog;
+	return (0);
+}
+
+/* A string hash for Call-IDs (FNV-1a). */
+static unsigned
+sip_hash(const char *s)
+{
+	uint32_t	h = 2166136261u;
+
+	while (*s != '\0') {
+		h ^= (uint8_t)*s++;
+		h *= 16777619u;
+	}
+	return (h % SIP_DIALOG_BUCKETS);
+}
+
+/* The dialog with this Call-ID. */
+static struct sip_dialog *
+sip_dialog_find(const char *call_id)
+{
+	struct sip_dialog	*d;
+
+	LIST_FOREACH(d, &sip.buckets[sip_hash(call_id)], entry)
+		if (strcmp(d->call_id, call_id) == 0)
+			return (d);
+	return (NULL);
+}
+
+/* Print a URL (From, To) into a new string. */
+static char *
+sip_url_string(su_home_t *home, const url_t *url)
+{
+	char	*s, *copy;
+
+	if (url == NULL || (s = url_as_string(home, url)) == NULL)
+		return (strdup("-"));
+	copy = strdup(s);
+	su_free(home, s);
+	return (copy);
+}
+
+/* Start tracking a dialog at its INVITE. */
+static struct sip_dialog *
+sip_dialog_new(struct sip_ctx *x)
+{
+	struct sip_dialog	*d;
+	const char		*cid = x->sip->sip_call_id->i_id;
+
+	if (sip.ndialogs >= sip.max_dialogs) {
+		sip_count(SIP_DIALOG_LIMIT);
+		return (NULL);
+	}
+	if ((d = calloc(1, sizeof *d)) == NULL)
+		return (NULL);
+	d->call_id = strdup(cid);
+	d->from = sip_url_string(x->home, x->sip->sip_from->a_url);
+	d->to = sip_url_string(x->home, x->sip->sip_to->a_url);
+	if (d->call_id == NULL || d->from == NULL || d->to == NULL) {
+		free(d->call_id);
+		free(d->from);
+		free(d->to);
+		free(d);
+		return (NULL);
+	}
+	d->phone = x->in_addr;
+	d->outgoing = x->ap->dir == DIR_OUT;
+	d->state = SIP_CALLING;
+	d->created = d->last = nat_now();
+	nat_owner_init(&d->owner);
+	LIST_INSERT_HEAD(&sip.buckets[sip_hash(cid)], d, entry);
+	LIST_INSERT_HEAD(&sip.dialogs, d, all);
+	sip.ndialogs++;
+	sip_count(SIP_DIALOGS);
+	log_debug("sip: dialog %s started (%s)", cid,
+	    d->outgoing ? "outgoing" : "incoming");
+	return (d);
+}
+
+/* End a dialog: its pinholes close now, its media mappings are let go. */
+static void
+sip_dialog_end(struct sip_dialog *d)
+{
+	unsigned	i;
+
+	log_debug("sip: dialog %s ended", d->call_id);
+	nat_owner_close(&d->owner);
+	for (i = 0; i < d->nmedia; i++) {
+		if (d->media[i].rtp != NULL)
+			nat_mapping_release(d->media[i].rtp);
+		if (d->media[i].rtcp != NULL)
+			nat_mapping_release(d->media[i].rtcp);
+	}
+	LIST_REMOVE(d, entry);
+	LIST_REMOVE(d, all);
+	sip.ndialogs--;
+	sip_count(SIP_DIALOGS_ENDED);
+	free(d->call_id);
+	free(d->from);
+	free(d->to);
+	free(d);
+}
+
+/* The port a URL or Via names, with SIP's default. */
+static uint16_t
+sip_port_of(const char *port)
+{
+	unsigned long	v;
+	char		*end;
+
+	if (port == NULL || *port == '\0')
+		return (SIPNAT_SIP_PORT);
+	v = strtoul(port, &end, 10);
+	if (*end != '\0' || v == 0 || v > 65535)
+		return (0);
+	return ((uint16_t)v);
+}
+
+/*
+ * The public port for an inside port of the phone.  The port the message
+ * came from has its mapping already; another port (a Contact or Via port
+ * the phone listens on) gets one, with a pinhole for the peer's address
+ * so that its requests and answers can come in.
+ */
+static uint16_t
+sip_public_port(struct sip_ctx *x, uint16_t port)
+{
+	struct nat_mapping	*m;
+	enum nat_refusal	 why;
+
+	if (port == x->map->in_port)
+		return (x->map->pub_port);
+	if ((m = nat_mapping_find(IPPROTO_UDP, x->in_addr, port)) != NULL)
+		return (m->pub_port);
+	if ((m = nat_mapping_get(IPPROTO_UDP, x->in_addr, port, &why)) ==
+	    NULL) {
+		sip_count(SIP_NO_MAPPING);
+		return (0);
+	}
+	if (nat_pinhole_open(m, NULL, x->remote, 0,
+	    nat_now() + sip.dialog_timeout) == NULL) {
+		nat_mapping_gc(m);
+		return (0);
+	}
+	return (m->pub_port);
+}
+
+/* The inside port behind a public port of this phone, or 0. */
+static uint16_t
+sip_inside_port(struct sip_ctx *x, uint16_t port)
+{
+	struct nat_mapping	*m;
+
+	if ((m = nat_mapping_public(IPPROTO_UDP, port)) == NULL ||
+	    m->in_addr != x->in_addr)
+		return (0);
+	return (m->in_port);
+}
+
+/* Format a port into the message's memory. */
+static char *
+sip_port_str(struct sip_ctx *x, uint16_t port)
+{
+	char	buf[8];
+
+	snprintf(buf, sizeof buf, "%u", port);
+	return (su_strdup(x->home, buf));
+}
+
+/*
+ * Rewrite a host and port pair (a URL's or a Via's) if it names the
+ * phone (LAN to WAN) or the phone's public mapping (WAN to LAN).  The
+ * header is cleared so it is encoded again; returns true if changed.
+ */
+static bool
+sip_rewrite_hostport(struct sip_ctx *x, msg_header_t *h, char const **host,
+    char const **port)
+{
+	uint16_t	p, q;
+
+	if (*host == NULL)
+		return (false);
+	if (x->ap->dir == DIR_OUT) {
+		if (strcmp(*host, x->pub_str) == 0)
+			x->saw_public = true;
+		if (strcmp(*host, x->in_str) != 0)
+			return (false);
+		if ((p = sip_port_of(*port)) == 0 ||
+		    (q = sip_public_port(x, p)) == 0)
+			return (false);
+		msg_fragment_clear_chain(h);
+		*host = su_strdup(x->home, x->pub_str);
+		*port = sip_port_str(x, q);
+	} else {
+		if (strcmp(*host, x->pub_str) != 0)
+			return (false);
+		if ((p = sip_port_of(*port)) == 0 ||
+		    (q = sip_inside_port(x, p)) == 0)
+			return (false);
+		msg_fragment_clear_chain(h);
+		*host = su_strdup(x->home, x->in_str);
+		*port = sip_port_str(x, q);
+	}
+	x->changed = true;
+	return (true);
+}
+
+/* Rewrite the URL of a header if it names the phone or its mapping. */
+static void
+sip_rewrite_url(struct sip_ctx *x, msg_header_t *h, url_t *url)
+{
+	if (url == NULL || url->url_type == url_sips)
+		return;
+	sip_rewrite_hostport(x, h, &url->url_host, &url->url_port);
+}
+
+/* Every entry of a Route or Record-Route chain. */
+static void
+sip_rewrite_routes(struct sip_ctx *x, sip_route_t *r)
+{
+	for (; r != NULL; r = r->r_next)
+		sip_rewrite_url(x, (msg_header_t *)r, r->r_url);
+}
+
+/*
+ * The top Via is the phone's (LAN to WAN requests) or ours to translate
+ * back (WAN to LAN responses).  Its branch, received and rport stay.
+ */
+static void
+sip_rewrite_via(struct sip_ctx *x)
+{
+	sip_via_t	*v = x->sip->sip_via;
+
+	if (strcasecmp(v->v_protocol, "SIP/2.0/UDP") != 0)
+		return;
+	sip_rewrite_hostport(x, (msg_header_t *)v, &v->v_host, &v->v_port);
+}
+
+/* Find an SDP attribute by name. */
+static sdp_attribute_t *
+sip_sdp_attr(sdp_attribute_t *a, const char *name)
+{
+	for (; a != NULL; a = a->a_next)
+		if (strcasecmp(a->a_name, name) == 0)
+			return (a);
+	return (NULL);
+}
+
+/* Does the SDP carry ICE candidates anywhere? */
+static bool
+sip_sdp_has_ice(sdp_session_t *sdp)
+{
+	sdp_media_t	*m;
+
+	if (sip_sdp_attr(sdp->sdp_attributes, "candidate") != NULL)
+		return (true);
+	for (m = sdp->sdp_media; m != NULL; m = m->m_next)
+		if (sip_sdp_attr(m->m_attributes, "candidate") != NULL)
+			return (true);
+	return (false);
+}
+
+/*
+ * Public ports for a media stream.  The first offer allocates an even RTP
+ * port and the next one for RTCP, with pinholes owned by the dialog; later
+ * offers keep the same public ports, moving the mappings if the phone
+ * moved to another inside port (hold and resume on a new port).
+ */
+static int
+sip_media_map(struct sip_ctx *x, struct sip_dialog *d, unsigned i,
+    uint16_t rtp, uint16_t rtcp, uint16_t *q_rtp, uint16_t *q_rtcp)
+{
+	struct sip_media	*sm;
+	enum nat_refusal	 why;
+	uint32_t		 rem = sip.media_eif ? 0 : x->remote;
+
+	if (i >= sip.max_media) {
+		sip_count(SIP_MEDIA_LIMIT);
+		return (-1);
+	}
+	sm = &d->media[i];
+	if (sm->rtp != NULL) {
+		if (sm->rtp->in_port != rtp || sm->rtcp->in_port != rtcp)
+			sip_count(SIP_MEDIA_MOVED);
+		if ((sm->rtp->in_port != rtp &&
+		    nat_mapping_rebind(sm->rtp, rtp) == -1) ||
+		    (sm->rtcp->in_port != rtcp &&
+		    nat_mapping_rebind(sm->rtcp, rtcp) == -1)) {
+			sip_count(SIP_NO_MAPPING);
+			return (-1);
+		}
+	} else {
+		if (nat_mapping_get_pair(IPPROTO_UDP, x->in_addr, rtp, rtcp,
+		    &sm->rtp, &sm->rtcp, &why) == -1) {
+			sm->rtp = sm->rtcp = NULL;
+			sip_count(SIP_NO_MAPPING);
+			return (-1);
+		}
+		/* The dialog holds its streams' mappings until it ends. */
+		nat_mapping_hold(sm->rtp);
+		nat_mapping_hold(sm->rtcp);
+		nat_pinhole_open(sm->rtp, &d->owner, rem, 0, 0);
+		nat_pinhole_open(sm->rtcp, &d->owner, rem, 0, 0);
+		if (i >= d->nmedia)
+			d->nmedia = i + 1;
+		sip_count(SIP_MEDIA);
+	}
+	*q_rtp = sm->rtp->pub_port;
+	*q_rtcp = sm->rtcp->pub_port;
+	return (0);
+}
+
+/* Rewrite an a=rtcp value ("port [IN IP4 addr]") for the public side. */
+static void
+sip_sdp_rtcp(struct sip_ctx *x, sdp_attribute_t *a, uint16_t q)
+{
+	const char	*rest;
+	char		 buf[128];
+
+	rest = a->a_value == NULL ? "" : a->a_value + strspn(a->a_value,
+	    "0123456789");
+	if (strstr(rest, x->in_str) != NULL)
+		snprintf(buf, sizeof buf, "%u IN IP4 %s", q, x->pub_str);
+	else
+		snprintf(buf, sizeof buf, "%u%s", q, rest);
+	a->a_value = su_strdup(x->home, buf);
+}
+
+/*
+ * An SDP leaving the LAN: the phone's address becomes the public one and
+ * each of its media streams gets its public ports.  A stream on hold with
+ * c=0.0.0.0 keeps its ports; streams naming other hosts stay as they are.
+ */
+static bool
+sip_sdp_out(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
+{
+	sdp_connection_t	*c;
+	sdp_attribute_t		*a;
+	sdp_media_t		*m;
+	uint16_t		 rtp, rtcp, q_rtp, q_rtcp;
+	unsigned		 i;
+	bool			 touched = false, sess_inside = false;
+	bool			 inside, hold;
+
+	if (sdp->sdp_origin != NULL && (c = sdp->sdp_origin->o_address) !=
+	    NULL && c->c_address != NULL && strcmp(c->c_address,
+	    x->in_str) == 0) {
+		c->c_address = x->pub_str;
+		touched = true;
+	}
+	if ((c = sdp->sdp_connection) != NULL && c->c_address != NULL) {
+		if (strcmp(c->c_address, x->pub_str) == 0)
+			x->saw_public = true;
+		if (strcmp(c->c_address, x->in_str) == 0) {
+			c->c_address = x->pub_str;
+			sess_inside = touched = true;
+		}
+	}
+	for (m = sdp->sdp_media, i = 0; m != NULL; m = m->m_next, i++) {
+		if (m->m_port == 0 || m->m_port > 65534)
+			continue;
+		c = m->m_connections != NULL ? m->m_connections :
+		    sdp->sdp_connection;
+		if (c == NULL || c->c_address == NULL)
+			continue;
+		hold = strcmp(c->c_address, "0.0.0.0") == 0;
+		inside = m->m_connections != NULL ?
+		    strcmp(c->c_address, x->in_str) == 0 : sess_inside;
+		if (!inside && !hold)
+			continue;
+		if (m->m_connections != NULL && inside)
+			m->m_connections->c_address = x->pub_str;
+		rtp = (uint16_t)m->m_port;
+		a = sip_sdp_attr(m->m_attributes, "rtcp");
+		rtcp = a != NULL && a->a_value != NULL ?
+		    (uint16_t)strtoul(a->a_value, NULL, 10) : 0;
+		if (rtcp == 0)
+			rtcp = rtp + 1;
+		if (d == NULL ||
+		    sip_media_map(x, d, i, rtp, rtcp, &q_rtp, &q_rtcp) == -1)
+			continue;
+		snprintf(d->media[i].type, sizeof d->media[i].type, "%s",
+		    m->m_type_name != NULL ? m->m_type_name : "media");
+		m->m_port = q_rtp;
+		if (a != NULL)
+			sip_sdp_rtcp(x, a, q_rtcp);
+		touched = true;
+	}
+	return (touched);
+}
+
+/* An SDP from the WAN: not rewritten, but the far end's media noted. */
+static void
+sip_sdp_in(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
+{
+	sdp_connection_t	*c;
+	sdp_media_t		*m;
+	unsigned		 i;
+	struct in_addr		 ina;
+
+	if (d == NULL)
+		return;
+	for (m = sdp->sdp_media, i = 0; m != NULL && i < SIP_MAX_MEDIA;
+	    m = m->m_next, i++) {
+		c = m->m_connections != NULL ? m->m_connections :
+		    sdp->sdp_connection;
+		if (c == NULL || c->c_address == NULL ||
+		    inet_pton(AF_INET, c->c_address, &ina) != 1)
+			continue;
+		d->media[i].rem_addr = ina.s_addr;
+		d->media[i].rem_port = (uint16_t)m->m_port;
+		/* Strict media filtering: only the far end may send. */
+		if (!sip.media_eif && i < d->nmedia &&
+		    d->media[i].rtp != NULL && ina.s_addr != 0) {
+			nat_pinhole_open(d->media[i].rtp, &d->owner,
+			    ina.s_addr, 0, 0);
+			nat_pinhole_open(d->media[i].rtcp, &d->owner,
+			    ina.s_addr, 0, 0);
+		}
+	}
+}
+
+/* Parse, rewrite and replace the body if it is SDP. */
+static void
+sip_body(struct sip_ctx *x, struct sip_dialog *d)
+{
+	sip_t		*s = x->sip;
+	sdp_parser_t	*pa;
+	sdp_printer_t	*pr;
+	sdp_session_t	*sdp;
+	sip_payload_t	*pl;
+	const char	*body;
+
+	if (s->sip_payload == NULL || s->sip_payload->pl_len == 0 ||
+	    s->sip_content_type == NULL || s->sip_content_type->c_type == NULL ||
+	    strcasecmp(s->sip_content_type->c_type, "application/sdp") != 0)
+		return;
+	pa = sdp_parse(x->home, s->sip_payload->pl_data,
+	    (int)s->sip_payload->pl_len, sdp_f_mode_manual);
+	if ((sdp = sdp_session(pa)) == NULL) {
+		sip_count(SIP_SDP_ERROR);
+		sdp_parser_free(pa);
+		return;
+	}
+	if (x->ap->dir == DIR_IN) {
+		sip_sdp_in(x, sdp, d);
+		sdp_parser_free(pa);
+		return;
+	}
+	if (sip_sdp_has_ice(sdp)) {
+		/* ICE found its own way through: leave its SDP alone. */
+		sip_count(SIP_UNTOUCHED_ICE);
+		sdp_parser_free(pa);
+		return;
+	}
+	if (!sip_sdp_out(x, sdp, d)) {
+		sdp_parser_free(pa);
+		return;
+	}
+	pr = sdp_print(x->home, sdp, NULL, 0, sdp_f_mode_manual);
+	if ((body = sdp_message(pr)) != NULL) {
+		/* Copy out: the printer's memory goes with it. */
+		pl = sip_payload_create(x->home, body, strlen(body));
+		if (pl != NULL) {
+			msg_header_replace(x->msg, (msg_pub_t *)s,
+			    (msg_header_t *)s->sip_payload, (msg_header_t *)pl);
+			if (s->sip_content_length != NULL)
+				msg_fragment_clear_chain(
+				    (msg_header_t *)s->sip_content_length);
+			x->changed = true;
+		}
+	} else
+		sip_count(SIP_SDP_ERROR);
+	sdp_printer_free(pr);
+	sdp_parser_free(pa);
+}
+
+/* The registration with this Call-ID. */
+static struct sip_reg *
+sip_reg_find(const char *call_id)
+{
+	struct sip_reg	*r;
+
+	LIST_FOREACH(r, &sip.regs, entry)
+		if (strcmp(r->call_id, call_id) == 0)
+			return (r);
+	return (NULL);
+}
+
+/* Forget a registration and let its mapping go. */
+static void
+sip_reg_free(struct sip_reg *r)
+{
+	if (r->pinhole != NULL)
+		nat_pinhole_close(r->pinhole);
+	nat_mapping_release(r->map);
+	LIST_REMOVE(r, entry);
+	sip.nregs--;
+	free(r->call_id);
+	free(r->aor);
+	free(r);
+}
+
+/* A REGISTER leaving the LAN: remember it until its answer comes. */
+static void
+sip_register_out(struct sip_ctx *x)
+{
+	struct sip_reg	*r;
+	const char	*cid = x->sip->sip_call_id->i_id;
+	sip_contact_t	*c;
+	uint16_t	 port = x->map->in_port, p;
+	struct nat_mapping *m = x->map;
+
+	/* The contact the phone listens on: usually the port it sent from. */
+	for (c = x->sip->sip_contact; c != NULL; c = c->m_next) {
+		if (c->m_url->url_host != NULL &&
+		    (strcmp(c->m_url->url_host, x->pub_str) == 0 ||
+		    strcmp(c->m_url->url_host, x->in_str) == 0)) {
+			p = sip_port_of(c->m_url->url_port);
+			if (strcmp(c->m_url->url_host, x->pub_str) == 0)
+				p = sip_inside_port(x, p);
+			if (p != 0)
+				port = p;
+			break;
+		}
+	}
+	if (port != x->map->in_port &&
+	    (m = nat_mapping_find(IPPROTO_UDP, x->in_addr, port)) == NULL)
+		m = x->map;
+	if ((r = sip_reg_find(cid)) != NULL) {
+		r->registrar = x->remote;
+		return;
+	}
+	if (sip.nregs >= sip.max_regs) {
+		sip_count(SIP_REG_LIMIT);
+		return;
+	}
+	if ((r = calloc(1, sizeof *r)) == NULL)
+		return;
+	r->call_id = strdup(cid);
+	r->aor = sip_url_string(x->home, x->sip->sip_to->a_url);
+	if (r->call_id == NULL || r->aor == NULL) {
+		free(r->call_id);
+		free(r->aor);
+		free(r);
+		return;
+	}
+	r->registrar = x->remote;
+	r->map = m;
+	nat_mapping_hold(m);
+	LIST_INSERT_HEAD(&sip.regs, r, entry);
+	sip.nregs++;
+}
+
+/*
+ * The registrar's answer coming in.  A 2xx grants Expires seconds (the
+ * Contact's expires for our contact, else the Expires header): keep the
+ * mapping and a pinhole for the registrar open that long, whatever the
+ * UDP timeout, so its INVITEs reach the phone.  Expires 0 lets go.
+ */
+static void
+sip_register_in(struct sip_ctx *x)
+{
+	sip_t		*s = x->sip;
+	struct sip_reg	*r;
+	sip_contact_t	*c;
+	unsigned long	 granted = SIP_REG_DEFAULT;
+	bool		 found = false;
+
+	if ((r = sip_reg_find(s->sip_call_id->i_id)) == NULL)
+		return;
+	if (s->sip_status->st_status < 200)
+		return;
+	if (s->sip_status->st_status >= 300) {
+		if (r->pinhole == NULL)
+			sip_reg_free(r);
+		return;
+	}
+	if (s->sip_expires != NULL)
+		granted = s->sip_expires->ex_delta;
+	for (c = s->sip_contact; c != NULL; c = c->m_next) {
+		if (c->m_url->url_host == NULL ||
+		    strcmp(c->m_url->url_host, x->pub_str) != 0 ||
+		    sip_port_of(c->m_url->url_port) != r->map->pub_port)
+			continue;
+		found = true;
+		if (c->m_expires != NULL)
+			granted = strtoul(c->m_expires, NULL, 10);
+	}
+	if (!found && s->sip_contact != NULL && s->sip_expires == NULL &&
+	    s->sip_contact->m_expires != NULL)
+		granted = strtoul(s->sip_contact->m_expires, NULL, 10);
+	if (granted == 0 || (!found && s->sip_contact == NULL &&
+	    s->sip_expires == NULL)) {
+		sip_count(SIP_UNREGISTERED);
+		sip_reg_free(r);
+		return;
+	}
+	r->expires = nat_now() + granted;
+	if (r->pinhole == NULL)
+		r->pinhole = nat_pinhole_open(r->map, NULL, r->registrar, 0,
+		    0);
+	sip_count(SIP_REGISTERED);
+	log_debug("sip: %s registered for %lu s", r->aor, granted);
+}
+
+/*
+ * Follow a dialog's life from its requests and answers: INVITE starts
+ * one, a provisional answer makes it early, 2xx confirms it; BYE, CANCEL
+ * or a failure of the first INVITE ends it at once.
+ */
+static struct sip_dialog *
+sip_dialog_track(struct sip_ctx *x)
+{
+	sip_t			*s = x->sip;
+	struct sip_dialog	*d;
+	int			 status, method;
+
+	d = sip_dialog_find(s->sip_call_id->i_id);
+	if (d != NULL)
+		d->last = nat_now();
+	if (s->sip_request != NULL) {
+		method = s->sip_request->rq_method;
+		if (method == sip_method_invite && d == NULL)
+			d = sip_dialog_new(x);
+		if (d != NULL && (method == sip_method_bye ||
+		    method == sip_method_cancel)) {
+			sip_dialog_end(d);
+			return (NULL);
+		}
+		return (d);
+	}
+	if (d == NULL || s->sip_cseq->cs_method != sip_method_invite)
+		return (d);
+	status = s->sip_status->st_status;
+	if (status >= 300 && d->state != SIP_CONFIRMED) {
+		sip_dialog_end(d);
+		return (NULL);
+	}
+	if (status >= 200 && status < 300)
+		d->state = SIP_CONFIRMED;
+	else if (status > 100 && status < 200 && d->state == SIP_CALLING)
+		d->state = SIP_EARLY;
+	return (d);
+}
+
+/* A message leaving the LAN. */
+static void
+sip_out(struct sip_ctx *x)
+{
+	sip_t			*s = x->sip;
+	sip_contact_t		*c;
+	struct sip_dialog	*d;
+
+	if (s->sip_request != NULL)
+		sip_rewrite_via(x);
+	for (c = s->sip_contact; c != NULL; c = c->m_next)
+		sip_rewrite_url(x, (msg_header_t *)c, c->m_url);
+	sip_rewrite_routes(x, s->sip_record_route);
+	sip_rewrite_routes(x, s->sip_route);
+	if (s->sip_request != NULL &&
+	    s->sip_request->rq_method == sip_method_register)
+		sip_register_out(x);
+	d = sip_dialog_track(x);
+	sip_body(x, d);
+}
+
+/* A message coming in from the WAN. */
+static void
+sip_in(struct sip_ctx *x)
+{
+	sip_t			*s = x->sip;
+	sip_contact_t		*c;
+	struct sip_dialog	*d;
+
+	if (s->sip_request != NULL)
+		sip_rewrite_url(x, (msg_header_t *)s->sip_request,
+		    s->sip_request->rq_url);
+	else
+		sip_rewrite_via(x);
+	sip_rewrite_routes(x, s->sip_record_route);
+	sip_rewrite_routes(x, s->sip_route);
+	if (s->sip_status != NULL &&
+	    s->sip_cseq->cs_method == sip_method_register) {
+		sip_register_in(x);
+		for (c = s->sip_contact; c != NULL; c = c->m_next)
+			sip_rewrite_url(x, (msg_header_t *)c, c->m_url);
+	}
+	d = sip_dialog_track(x);
+	sip_body(x, d);
+}
+
+/* Is the payload nothing but CRLF (a keep-alive, RFC 5626)? */
+static bool
+sip_is_keepalive(const uint8_t *p, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != '\r' && p[i] != '\n')
+			return (false);
+	return (true);
+}
+
+/* Encode the edited message and put it in the packet. */
+static int
+sip_emit(struct sip_ctx *x)
+{
+	msg_iovec_t	iov[256];
+	isize_t		n;
+	size_t		len = 0, i;
+
+	if (msg_serialize(x->msg, (msg_pub_t *)x->sip) == -1 ||
+	    msg_prepare(x->msg) == -1)
+		return (-1);
+	n = msg_iovec(x->msg, iov, 256);
+	if (n == 0 || n > 256)
+		return (-1);
+	for (i = 0; i < (size_t)n; i++) {
+		if (len + iov[i].mv_len > sizeof sip.out)
+			return (-1);
+		memcpy(sip.out + len, iov[i].mv_base, iov[i].mv_len);
+		len += iov[i].mv_len;
+	}
+	return (nat_payload_replace(x->ap, sip.out, len));
+}
+
+/* A message that could not be handled: forward as is, or drop. */
+static enum alg_verdict
+sip_bad(enum sip_counter why)
+{
+	sip_count(why);
+	if (sip.drop_errors) {
+		sip_count(SIP_DROPPED);
+		return (ALG_DROP);
+	}
+	return (ALG_PASS);
+}
+
+/* Does the parsed message have what every SIP message must have? */
+static bool
+sip_complete(msg_t *msg, sip_t *s)
+{
+	if (msg_has_error(msg) || !msg_is_complete(msg) ||
+	    msg_get_flags(msg, MSG_FLG_TRUNC | MSG_FLG_TOOLARGE) != 0)
+		return (false);
+	if (s == NULL || s->sip_via == NULL || s->sip_from == NULL ||
+	    s->sip_to == NULL || s->sip_call_id == NULL ||
+	    s->sip_cseq == NULL || s->sip_separator == NULL)
+		return (false);
+	return (s->sip_request != NULL || s->sip_status != NULL);
+}
+
+/* The handler: parse, rewrite, put back. */
+static enum alg_verdict
+sip_handle(struct alg_pkt *ap)
+{
+	struct sip_ctx	 x;
+	uint8_t		*data;
+	size_t		 len;
+	struct in_addr	 ia;
+
+	data = nat_payload(ap, &len);
+	sip_count(ap->dir == DIR_OUT ? SIP_MSG_OUT : SIP_MSG_IN);
+	if (data == NULL || sip_is_keepalive(data, len)) {
+		sip_count(SIP_KEEPALIVE);
+		return (ALG_PASS);
+	}
+	if (len > sip.max_message)
+		return (sip_bad(SIP_OVERSIZED));
+
+	memset(&x, 0, sizeof x);
+	x.ap = ap;
+	x.map = ap->s->map;
+	x.in_addr = x.map->in_addr;
+	x.remote = ap->dir == DIR_OUT ? ap->p->dst : ap->p->src;
+	ia.s_addr = x.in_addr;
+	inet_ntop(AF_INET, &ia, x.in_str, sizeof x.in_str);
+	ia.s_addr = ap->pub;
+	inet_ntop(AF_INET, &ia, x.pub_str, sizeof x.pub_str);
+
+	x.msg = msg_make(sip_default_mclass(), MSG_FLG_EXTRACT_COPY, data,
+	    (ssize_t)len);
+	if (x.msg == NULL)
+		return (sip_bad(SIP_PARSE_ERROR));
+	x.sip = sip_object(x.msg);
+	if (!sip_complete(x.msg, x.sip)) {
+		msg_destroy(x.msg);
+		return (sip_bad(SIP_PARSE_ERROR));
+	}
+	x.home = msg_home(x.msg);
+
+	if (ap->dir == DIR_OUT)
+		sip_out(&x);
+	else
+		sip_in(&x);
+
+	if (x.changed) {
+		if (sip_emit(&x) == -1) {
+			msg_destroy(x.msg);
+			return (sip_bad(SIP_TOO_BIG));
+		}
+		sip_count(SIP_REWRITTEN);
+	} else if (x.saw_public)
+		sip_count(SIP_UNTOUCHED_PUBLIC);
+	msg_destroy(x.msg);
+	return (ALG_PASS);
+}
+
+/* The last packet seen on any session of a mapping. */
+static uint64_t
+sip_mapping_last(const struct nat_mapping *m)
+{
+	const struct nat_session	*s;
+	uint64_t			 last = 0;
+
+	if (m == NULL)
+		return (0);
+	LIST_FOREACH(s, &m->sessions, entry)
+		if (s->last > last)
+			last = s->last;
+	return (last);
+}
+
+/*
+ * Once a second: dialogs idle (no signalling and no media) for the
+ * dialog timeout end; registrations past their Expires end.
+ */
+static void
+sip_tick(uint64_t now)
+{
+	struct sip_dialog	*d, *dn;
+	struct sip_reg		*r, *rn;
+	uint64_t		 last;
+	unsigned		 i;
+
+	for (d = LIST_FIRST(&sip.dialogs); d != NULL; d = dn) {
+		dn = LIST_NEXT(d, all);
+		last = d->last;
+		for (i = 0; i < d->nmedia; i++) {
+			if (sip_mapping_last(d->media[i].rtp) > last)
+				last = sip_mapping_last(d->media[i].rtp);
+		}
+		if (last + sip.dialog_timeout <= now) {
+			log_info("sip: dialog %s idle for %u s, ended",
+			    d->call_id, sip.dialog_timeout);
+			sip_count(SIP_DIALOG_TIMEOUT);
+			sip_dialog_end(d);
+		}
+	}
+	for (r = LIST_FIRST(&sip.regs); r != NULL; r = rn) {
+		rn = LIST_NEXT(r, entry);
+		/* Unanswered REGISTERs go after a dialog timeout too. */
+		if ((r->expires != 0 && r->expires + SIP_REG_GRACE <= now) ||
+		    (r->expires == 0 && r->pinhole == NULL &&
+		    r->map->created + sip.dialog_timeout <= now)) {
+			if (r->expires != 0)
+				sip_count(SIP_REG_EXPIRED);
+			sip_reg_free(r);
+		}
+	}
+}
+
+/* Free everything at exit. */
+static void
+sip_shutdown(void)
+{
+	while (!LIST_EMPTY(&sip.dialogs))
+		sip_dialog_end(LIST_FIRST(&sip.dialogs));
+	while (!LIST_EMPTY(&sip.regs))
+		sip_reg_free(LIST_FIRST(&sip.regs));
+}
+
+/* Counters and gauges for sipnatctl stats. */
+static void
+sip_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
+{
+	int	i;
+
+	for (i = 0; i < SIP_COUNTER_MAX; i++)
+		cb(sip_counter_names[i], sip.counters[i], arg);
+	cb("sip.dialogs", sip.ndialogs, arg);
+	cb("sip.registrations", sip.nregs, arg);
+}
+
+/* Append a JSON string (Call-IDs and URIs come from the network). */
+static void
+sip_json_str(struct evbuffer *out, const char *s)
+{
+	evbuffer_add(out, "\"", 1);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			evbuffer_add_printf(out, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			evbuffer_add_printf(out, "\\u%04x", (unsigned char)*s);
+		else
+			evbuffer_add(out, s, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+/* addr:port into buf. */
+static const char *
+sip_endpoint(char *buf, size_t len, uint32_t addr, uint16_t port)
+{
+	char		a[INET_ADDRSTRLEN];
+	struct in_addr	ia = { .s_addr = addr };
+
+	inet_ntop(AF_INET, &ia, a, sizeof a);
+	snprintf(buf, len, "%s:%u", a, port);
+	return (buf);
+}
+
+/* sipnatctl registrations */
+static void
+sip_cmd_registrations(int argc, char **argv, bool json, struct evbuffer *out)
+{
+	struct sip_reg	*r;
+	char		 in[32], pub[32];
+	uint64_t	 now = nat_now();
+	long		 left;
+	bool		 first = true;
+
+	if (json)
+		evbuffer_add_printf(out, "{\"registrations\":[");
+	else
+		evbuffer_add_printf(out, "%-32s %-21s %-21s %s\n", "AOR",
+		    "INSIDE", "PUBLIC", "EXPIRES");
+	LIST_FOREACH(r, &sip.regs, entry) {
+		if (r->pinhole == NULL)
+			continue;
+		sip_endpoint(in, sizeof in, r->map->in_addr, r->map->in_port);
+		sip_endpoint(pub, sizeof pub, conf->wan_addr,
+		    r->map->pub_port);
+		left = r->expires > now ? (long)(r->expires - now) : 0;
+		if (json) {
+			evbuffer_add_printf(out, "%s{\"aor\":", first ? "" : ",");
+			sip_json_str(out, r->aor);
+			evbuffer_add_printf(out, ",\"inside\":\"%s\","
+			    "\"public\":\"%s\",\"expires_in\":%ld}", in, pub,
+			    left);
+		} else
+			evbuffer_add_printf(out, "%-32s %-21s %-21s %ld\n",
+			    r->aor, in, pub, left);
+		first = false;
+	}
+	if (json)
+		evbuffer_add_printf(out, "]}\n");
+}
+
+/* Packets each way on a mapping's sessions. */
+static void
+sip_mapping_packets(const struct nat_mapping *m, uint64_t *out,
+    uint64_t *in)
+{
+	const struct nat_session	*s;
+
+	*out = *in = 0;
+	LIST_FOREACH(s, &m->sessions, entry) {
+		*out += s->pkts[DIR_OUT];
+		*in += s->pkts[DIR_IN];
+	}
+}
+
+/* One media stream of a call, human or JSON. */
+static void
+sip_show_media(struct evbuffer *out, const struct sip_media *sm, bool json,
+    bool first)
+{
+	char		in[32], pub[32], rem[32];
+	uint64_t	pout, pin;
+
+	sip_endpoint(in, sizeof in, sm->rtp->in_addr, sm->rtp->in_port);
+	sip_endpoint(pub, sizeof pub, conf->wan_addr, sm->rtp->pub_port);
+	sip_endpoint(rem, sizeof rem, sm->rem_addr, sm->rem_port);
+	sip_mapping_packets(sm->rtp, &pout, &pin);
+	if (json)
+		evbuffer_add_printf(out, "%s{\"type\":\"%s\",\"inside\":\"%s\","
+		    "\"public\":\"%s\",\"remote\":\"%s\",\"rtcp_public\":%u,"
+		    "\"packets_out\":%llu,\"packets_in\":%llu}",
+		    first ? "" : ",", sm->type, in, pub, rem,
+		    sm->rtcp->pub_port, (unsigned long long)pout,
+		    (unsigned long long)pin);
+	else
+		evbuffer_add_printf(out, "    %-6s inside %-21s public %-21s "
+		    "remote %-21s out %llu in %llu\n", sm->type, in, pub, rem,
+		    (unsigned long long)pout, (unsigned long long)pin);
+}
+
+/* sipnatctl calls */
+static void
+sip_cmd_calls(int argc, char **argv, bool json, struct evbuffer *out)
+{
+	struct sip_dialog	*d;
+	unsigned		 i;
+	bool			 first = true, mfirst;
+
+	if (json)
+		evbuffer_add_printf(out, "{\"calls\":[");
+	LIST_FOREACH(d, &sip.dialogs, all) {
+		if (json) {
+			evbuffer_add_printf(out, "%s{\"call_id\":",
+			    first ? "" : ",");
+			sip_json_str(out, d->call_id);
+			evbuffer_add_printf(out, ",\"state\":\"%s\","
+			    "\"direction\":\"%s\",\"from\":",
+			    sip_state_names[d->state],
+			    d->outgoing ? "outgoing" : "incoming");
+			sip_json_str(out, d->from);
+			evbuffer_add_printf(out, ",\"to\":");
+			sip_json_str(out, d->to);
+			evbuffer_add_printf(out, ",\"age\":%llu,\"media\":[",
+			    (unsigned long long)(nat_now() - d->created));
+		} else
+			evbuffer_add_printf(out, "%s %s %s %s -> %s\n",
+			    d->call_id, sip_state_names[d->state],
+			    d->outgoing ? "outgoing" : "incoming", d->from,
+			    d->to);
+		mfirst = true;
+		for (i = 0; i < d->nmedia; i++) {
+			if (d->media[i].rtp == NULL)
+				continue;
+			sip_show_media(out, &d->media[i], json, mfirst);
+			mfirst = false;
+		}
+		if (json)
+			evbuffer_add_printf(out, "]}");
+		first = false;
+	}
+	if (json)
+		evbuffer_add_printf(out, "]}\n");
+	else if (first)
+		evbuffer_add_printf(out, "no calls\n");
+}
+
+static const struct alg_cmd sip_cmds[] = {
+	{
+		.name = "registrations",
+		.usage = "registrations",
+		.exec = sip_cmd_registrations,
+	},
+	{
+		.name = "calls",
+		.usage = "calls",
+		.exec = sip_cmd_calls,
+	},
+	{ .name = NULL }
+};
+
+const struct alg alg_sip = {
+	.name = "sip",
+	.match = sip_match,
+	.handle = sip_handle,
+	.configure = sip_configure,
+	.tick = sip_tick,
+	.shutdown = sip_shutdown,
+	.stats = sip_stats,
+	.cmds = sip_cmds,
+};
