@@ -98,7 +98,7 @@ struct config {
 	}		 sip_ports[CONFIG_MAX_SIP_PORTS];
 	int		 nsip_ports;
 	bool		 sip_drop_errors;	/* on_error = drop */
-	size_t		 sip_max_message;
+	unsigned	 sip_max_message;
 	bool		 sip_media_eif;		/* media_filtering */
 	unsigned	 sip_max_dialogs;
 	unsigned	 sip_max_media;		/* per dialog */

@@ -163,6 +163,7 @@ static struct {
 	unsigned		 max_media;
 	unsigned		 max_regs;
 	unsigned		 dialog_timeout;
+	uint32_t		 pub;
 	LIST_HEAD(, sip_dialog)	 buckets[SIP_DIALOG_BUCKETS];
 	LIST_HEAD(, sip_dialog)	 dialogs;
 	unsigned		 ndialogs;
@@ -212,6 +213,7 @@ sip_configure(const struct config *c, char **cause)
 	    c->sip_max_media : SIP_MAX_MEDIA;
 	sip.max_regs = c->sip_max_registrations;
 	sip.dialog_timeout = c->to_sip_dialog;
+	sip.pub = c->wan_addr;
 	return (0);
 }
 
@@ -1143,7 +1145,7 @@ sip_cmd_registrations(int argc, char **argv, bool json, struct evbuffer *out)
 		if (r->pinhole == NULL)
 			continue;
 		sip_endpoint(in, sizeof in, r->map->in_addr, r->map->in_port);
-		sip_endpoint(pub, sizeof pub, conf->wan_addr,
+		sip_endpoint(pub, sizeof pub, sip.pub,
 		    r->map->pub_port);
 		left = r->expires > now ? (long)(r->expires - now) : 0;
 		if (json) {
@@ -1184,7 +1186,7 @@ sip_show_media(struct evbuffer *out, const struct sip_media *sm, bool json,
 	uint64_t	pout, pin;
 
 	sip_endpoint(in, sizeof in, sm->rtp->in_addr, sm->rtp->in_port);
-	sip_endpoint(pub, sizeof pub, conf->wan_addr, sm->rtp->pub_port);
+	sip_endpoint(pub, sizeof pub, sip.pub, sm->rtp->pub_port);
 	sip_endpoint(rem, sizeof rem, sm->rem_addr, sm->rem_port);
 	sip_mapping_packets(sm->rtp, &pout, &pin);
 	if (json)

@@ -31,6 +31,7 @@ struct frag_ctx {
 	unsigned	 hl;		/* 0 until the first fragment came */
 	size_t		 total;		/* payload length, 0 until the last */
 	size_t		 received;	/* payload bytes so far */
+	size_t		 end;		/* furthest byte any fragment reached */
 	uint8_t		 have[FRAG_BLOCKS / 8 + 1];	/* 8-byte blocks */
 	uint8_t		*buf;
 };
@@ -129,6 +130,7 @@ frag_find(const struct pkt *p, uint16_t id, uint64_t now)
 	c->hl = 0;
 	c->total = 0;
 	c->received = 0;
+	c->end = 0;
 	f.used++;
 	return (c);
 }
@@ -208,7 +210,9 @@ frag_input(struct pkt *p, uint64_t now, uint8_t **out, size_t *outlen)
 	}
 	memcpy(c->buf + FRAG_HDR_ROOM + start, p->buf + p->hl, plen);
 	c->received += plen;
-	if (c->total != 0 && c->received > c->total) {
+	if (start + plen > c->end)
+		c->end = start + plen;
+	if (c->total != 0 && c->end > c->total) {
 		/* Something lay past the end the last fragment gave. */
 		stat_inc(STAT_DROP_FRAG_OVERLAP);
 		frag_release(c);

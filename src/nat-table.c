@@ -370,10 +370,7 @@ port_choose(int pi, uint16_t want)
 	    pub[want - t.port_lo] == NULL)
 		return (want);
 	start = rng_next() % n;
-	/* Same parity first: off and want differ by an even number. */
-	if (((start + t.port_lo) & 1) != (want & 1))
-		start = (start + 1) % n;
-	for (i = 0; i < n; i += 2) {
+	for (i = 0; i < n; i++) {
 		off = (start + i) % n;
 		if (((off + t.port_lo) & 1) == (want & 1) && pub[off] == NULL)
 			return ((uint16_t)(t.port_lo + off));

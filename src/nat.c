@@ -43,6 +43,7 @@ nat_init(const struct config *c, const struct nat_io *io)
 {
 	memset(&n, 0, sizeof n);
 	n.io = io;
+	n.icmp_tokens = ICMP_RATE;
 	if (nat_table_init(c, nat_now()) == -1)
 		return (-1);
 	if (frag_init(c->frag_memory, c->to_frag) == -1)

@@ -252,6 +252,22 @@ pkt_set_dst(struct pkt *p, uint32_t addr, uint16_t port)
 	}
 }
 
+/*
+ * Update a checksum for a 16-bit field at an offset of the summed data:
+ * at an odd offset the field's bytes fall in two words, swapped.
+ */
+static void
+pkt_cksum_update_at(uint16_t *sum, size_t off, uint16_t old, uint16_t new)
+{
+	uint16_t	o = htons(old), n = htons(new);
+
+	if (off & 1) {
+		o = (uint16_t)(o << 8 | o >> 8);
+		n = (uint16_t)(n << 8 | n >> 8);
+	}
+	cksum_update16(sum, o, n);
+}
+
 /* Rewrite the TTL and the header checksum. */
 void
 pkt_set_ttl(struct pkt *p, uint8_t ttl)
@@ -301,7 +317,8 @@ pkt_clamp_mss(struct pkt *p, uint16_t mss)
 				return (0);
 			put16(opt + 2, mss);
 			if (sum != NULL)
-				cksum_update16(sum, htons(old), htons(mss));
+				pkt_cksum_update_at(sum, (size_t)(opt + 2 - p->l4),
+				    old, mss);
 			return (1);
 		}
 		opt += opt[1];

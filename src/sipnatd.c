@@ -50,18 +50,29 @@ monotonic(void)
 	return ((uint64_t)ts.tv_sec);
 }
 
-/* Read a config file; on errors print them as file:line: message. */
+/*
+ * Read a config file; on errors report them as file:line: message, on
+ * stderr at start-up and in the log on reload (stderr may be gone).
+ */
 static struct config *
-load(const char *path)
+load(const char *path, int reload)
 {
 	struct config_errors	 errs;
+	struct config_error	*e;
 	struct config		*c;
 
 	TAILQ_INIT(&errs);
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		fatal("%s", __func__);
 	if (config_load(c, path, &errs) == -1) {
-		config_print_errors(path, &errs);
+		if (!reload)
+			config_print_errors(path, &errs);
+		TAILQ_FOREACH(e, &errs, entry) {
+			if (reload && e->line > 0)
+				log_warnx("%s:%d: %s", path, e->line, e->msg);
+			else if (reload)
+				log_warnx("%s: %s", path, e->msg);
+		}
 		config_free_errors(&errs);
 		config_free(c);
 		free(c);
@@ -128,7 +139,7 @@ sipnatd_reload(char **cause)
 	struct config	*new, *old = conf;
 
 	stat_inc(STAT_RELOADS);
-	if ((new = load(conf_path)) == NULL) {
+	if ((new = load(conf_path, 1)) == NULL) {
 		stat_inc(STAT_RELOAD_FAILED);
 		if (asprintf(cause, "%s has errors, keeping the running "
 		    "configuration", conf_path) == -1)
@@ -314,7 +325,7 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 
-	if ((conf = load(conf_path)) == NULL)
+	if ((conf = load(conf_path, 0)) == NULL)
 		return (1);
 	if (check) {
 		if (verbose)
