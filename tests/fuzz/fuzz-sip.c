@@ -15,16 +15,7 @@
  * are built whole with valid checksums so the input reaches the helper.
  */
 
-struct config	*conf;
 static struct config fz_conf;
-
-/* The daemon's reload; not reached here. */
-int
-sipnatd_reload(char **cause)
-{
-	*cause = NULL;
-	return (-1);
-}
 
 /* Discard output. */
 static int
@@ -85,7 +76,6 @@ fz_init(void)
 	fz_conf.max_sessions = 4096;
 	fz_conf.max_pinholes = 4096;
 	fz_conf.sip_max_dialogs = 64;
-	conf = &fz_conf;
 	nat_set_now(1000);
 	if (nat_init(&fz_conf, &fz_io) == -1 ||
 	    alg_configure(&fz_conf, NULL) == -1)
