@@ -152,6 +152,7 @@ enum counter {
 	STAT_BYTES_OUT_WAN,
 	STAT_BYTES_OUT_LAN,
 	STAT_HAIRPIN,
+	STAT_TO_GATEWAY,		/* handed back to the gateway's stack */
 	STAT_ICMP_ERR_OUT,		/* ICMP errors translated to WAN */
 	STAT_ICMP_ERR_IN,		/* ICMP errors translated to LAN */
 	STAT_ICMP_SENT,			/* ICMP errors sipnatd made itself */
@@ -423,8 +424,10 @@ size_t		 frag_pending(void);
 
 /* nat.c */
 struct nat_io {
-	int		(*to_wan)(const uint8_t *, size_t);
-	int		(*to_lan)(const uint8_t *, size_t);
+	int		(*to_wan)(const uint8_t *, size_t);	/* raw socket */
+	int		(*to_lan)(const uint8_t *, size_t);	/* the TUN */
+	/* LAN-bound packets from the public address (raw socket too). */
+	int		(*to_lan_routed)(const uint8_t *, size_t);
 };
 
 int		 nat_init(const struct config *, const struct nat_io *);

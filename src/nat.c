@@ -103,24 +103,57 @@ nat_send_wan(struct pkt *p)
 		stat_inc(STAT_DROP_UPLINK);
 }
 
+/* Send a LAN-bound packet whose source is the public address. */
+static int
+nat_lan_routed(const uint8_t *buf, size_t len)
+{
+	if (n.io->to_lan_routed != NULL)
+		return (n.io->to_lan_routed(buf, len));
+	return (n.io->to_lan(buf, len));
+}
+
 /*
- * Write into the TUN for the kernel to route to the LAN.  The kernel
- * decremented the TTL on the way into the TUN and will again on the way
- * out, so give one back: a NAT hop should cost one, like a router.
+ * Deliver a packet to the LAN.  A packet from a remote host goes into the
+ * TUN for the kernel to route; the kernel decremented the TTL on the way
+ * into the TUN and will again on the way out, so give one back: a NAT hop
+ * should cost one, like a router.  A packet from the public address itself
+ * (hairpinned, or an error sipnatd made) goes out of the raw socket: the
+ * kernel's reverse path check refuses a local source arriving on the TUN.
  */
 static void
 nat_send_lan(struct pkt *p)
 {
 	uint8_t	ttl = p->buf[8];
+	int	r;
 
-	if (ttl < 255)
-		pkt_set_ttl(p, ttl + 1);
-	if (n.io->to_lan(p->buf, p->len) == -1) {
+	if (p->src == n.pub)
+		r = nat_lan_routed(p->buf, p->len);
+	else {
+		if (ttl < 255)
+			pkt_set_ttl(p, ttl + 1);
+		r = n.io->to_lan(p->buf, p->len);
+	}
+	if (r == -1) {
 		stat_inc(STAT_DROP_TUN);
 		return;
 	}
 	stat_inc(STAT_PKT_OUT_LAN);
 	stat_add(STAT_BYTES_OUT_LAN, p->len);
+}
+
+/*
+ * A packet for the gateway itself that the NAT rules brought here: an
+ * echo reply to the gateway's own ping whose id falls in the NAT range.
+ * Back into the TUN, unchanged: unmarked, the kernel delivers it locally.
+ */
+static void
+nat_to_gateway(struct pkt *p)
+{
+	if (n.io->to_lan(p->buf, p->len) == -1) {
+		stat_inc(STAT_DROP_TUN);
+		return;
+	}
+	stat_inc(STAT_TO_GATEWAY);
 }
 
 /*
@@ -162,7 +195,7 @@ nat_icmp_to_lan(const struct pkt *p, uint8_t type, uint8_t code,
 	memcpy(icmp + 8, p->buf, quote);
 	w = cksum(icmp, 8 + quote, 0);
 	memcpy(icmp + 2, &w, 2);
-	if (n.io->to_lan(ip, len) == -1) {
+	if (nat_lan_routed(ip, len) == -1) {
 		stat_inc(STAT_DROP_TUN);
 		return;
 	}
@@ -452,6 +485,10 @@ nat_inbound(struct pkt *p)
 	s = nat_session_in(p->proto, p->dport, p->src, rport);
 	if (s == NULL) {
 		if ((m = nat_mapping_public(p->proto, p->dport)) == NULL) {
+			if (p->proto == IPPROTO_ICMP) {
+				nat_to_gateway(p);
+				return;
+			}
 			stat_inc(STAT_DROP_NO_MAPPING);
 			return;
 		}

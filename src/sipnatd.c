@@ -28,6 +28,7 @@ static const char	*conf_path = SIPNAT_CONF;
 static const struct nat_io sipnatd_io = {
 	.to_wan = uplink_send,
 	.to_lan = tun_write,
+	.to_lan_routed = uplink_send,
 };
 
 static __attribute__((noreturn)) void usage(void);

@@ -16,6 +16,7 @@ static const char *stat_names[STAT_MAX] = {
 	[STAT_BYTES_OUT_WAN] = "bytes.out.wan",
 	[STAT_BYTES_OUT_LAN] = "bytes.out.lan",
 	[STAT_HAIRPIN] = "packets.hairpin",
+	[STAT_TO_GATEWAY] = "packets.to_gateway",
 	[STAT_ICMP_ERR_OUT] = "icmp.errors.to_wan",
 	[STAT_ICMP_ERR_IN] = "icmp.errors.to_lan",
 	[STAT_ICMP_SENT] = "icmp.generated",

@@ -504,6 +504,15 @@ e2e_routes() {
 }
 
 # Put the routes up and start sipnatd in gw on CONF; wait for its socket.
+# Which gateway the test runs against: sipnatd (default) or, with
+# E2E_GATEWAY=kernel, the kernel's own NAT and SIP helper, for comparison.
+# Assertions on sipnatd's internal state (sipnatctl) go inside
+# "if e2e_is_sipnatd; then ... fi"; what a user sees is asserted for both.
+E2E_GATEWAY=${E2E_GATEWAY:-sipnatd}
+e2e_is_sipnatd() {
+	[ "$E2E_GATEWAY" = sipnatd ]
+}
+
 e2e_start_sipnatd() {
 	local conf=${1:-$E2E_CONF} secs=${E2E_START_SECS:-15}
 
