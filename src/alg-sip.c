@@ -635,6 +635,33 @@ sip_sdp_in(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
 	}
 }
 
+/*
+ * Is an SDP body safe to give sofia-sip's SDP parser?  It loops without
+ * end, allocating, on bytes above 0x7f in a token (an m= line's protocol,
+ * found by fuzzing), and stops silently at a NUL.  Non-ASCII text is only
+ * allowed in the free-text lines (s=, i=, u=, e=, p=); control characters
+ * other than CR, LF and tab nowhere.
+ */
+static bool
+sip_sdp_safe(const char *p, size_t len)
+{
+	size_t	i;
+	bool	text = false, start = true;
+
+	for (i = 0; i < len; i++) {
+		unsigned char	c = (unsigned char)p[i];
+
+		if (start)
+			text = strchr("siuep", c) != NULL && c != '\0';
+		start = c == '\n';
+		if (c == '\r' || c == '\n' || c == '\t')
+			continue;
+		if (c < 0x20 || c == 0x7f || (c > 0x7f && !text))
+			return (false);
+	}
+	return (true);
+}
+
 /* Parse, rewrite and replace the body if it is SDP. */
 static void
 sip_body(struct sip_ctx *x, struct sip_dialog *d)
@@ -650,6 +677,10 @@ sip_body(struct sip_ctx *x, struct sip_dialog *d)
 	    s->sip_content_type == NULL || s->sip_content_type->c_type == NULL ||
 	    strcasecmp(s->sip_content_type->c_type, "application/sdp") != 0)
 		return;
+	if (!sip_sdp_safe(s->sip_payload->pl_data, s->sip_payload->pl_len)) {
+		sip_count(SIP_SDP_ERROR);
+		return;
+	}
 	pa = sdp_parse(x->home, s->sip_payload->pl_data,
 	    (int)s->sip_payload->pl_len, sdp_f_mode_manual);
 	if ((sdp = sdp_session(pa)) == NULL) {

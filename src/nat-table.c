@@ -63,6 +63,7 @@ static void	*pool_get(struct pool *);
 static void	 pool_put(struct pool *, void *);
 static void	 pool_free(struct pool *);
 static void	 session_expire_cb(struct timer *, uint64_t);
+static unsigned	 session_timeout(const struct nat_session *);
 
 /* Take an object from a pool, growing it by a chunk when it is empty. */
 static void *
@@ -225,6 +226,13 @@ table_resize(unsigned max_sessions)
 	return (0);
 }
 
+/* Move a session's timer to what the current timeouts say. */
+static void
+session_rearm(struct nat_session *s, void *arg)
+{
+	timer_add(&t.wheel, &s->timer, s->last + session_timeout(s));
+}
+
 /* Set up the table for a configuration. */
 int
 nat_table_init(const struct config *c, uint64_t now)
@@ -272,6 +280,8 @@ nat_table_configure(const struct config *c)
 	t.inbound_refresh = c->inbound_refresh;
 	if (table_resize(c->max_sessions) == -1)
 		log_warnx("%s: no memory to grow the table", __func__);
+	/* New timeouts apply to running sessions too. */
+	nat_table_walk(session_rearm, NULL);
 }
 
 /* Free everything (at exit, so leak checkers stay quiet). */
@@ -468,8 +478,10 @@ nat_mapping_get(uint8_t proto, uint32_t addr, uint16_t port,
 		*why = NAT_REFUSED_PORT;
 		return (NULL);
 	}
-	if (t.mappings.used >= t.max_sessions) {
+	if (t.mappings.used >= t.max_sessions ||
+	    t.sessions.used >= t.max_sessions) {
 		*why = NAT_REFUSED_TOTAL;
+		stat_inc(STAT_SESS_REFUSED_TOTAL);
 		return (NULL);
 	}
 	if ((pub = port_choose(pi, port)) == 0) {

@@ -45,13 +45,44 @@
   reply line.
   UDP modes take --pmtudisc want|dont|do|probe (IP_MTU_DISCOVER: "dont"
   sends without DF).
+  rtp       --bind A:P [--to A:P | --to-file F] [--count N] [--interval S]
+            [--until F] [--mark F] [--timeout S] [--pt N]
+                                             symmetric RTP on one socket:
+                                             send N packets (--count 0, the
+                                             default: no limit) every S
+                                             seconds (0.02) to --to, or to
+                                             the "A:P" written in F once F
+                                             exists (F is read again before
+                                             each packet: a new A:P moves the
+                                             stream), and count the RTP that
+                                             arrives.  Prints "ready", then
+                                             "tx IP:PORT" when sending starts
+                                             or moves, "rx IP:PORT" at the
+                                             first packet from a source; at
+                                             the end "sent N" and per source
+                                             "received N from IP:PORT" and,
+                                             with --mark F, "before-mark N
+                                             from IP:PORT" and "after-mark N
+                                             from IP:PORT" (F did not exist,
+                                             or did, when the packet came).
+                                             Ends when --until F exists, on
+                                             SIGTERM or SIGINT, or once there
+                                             is nothing left to send and
+                                             nothing came for --timeout S
+                                             (0: never).  Exit 0 if any RTP
+                                             came or, when sending, all N
+                                             were sent
+  rtp-send  the same as rtp (--to or --to-file)
+  rtp-count the same as rtp, receiving only: exit 0 if any RTP came
 """
 import argparse
 import hashlib
 import os
 import random
 import select
+import signal
 import socket
+import struct
 import sys
 import time
 
@@ -307,12 +338,107 @@ def tcp_fetch(a):
     return 0
 
 
+class RtpStop(Exception):
+    pass
+
+
+def rtp_stop(signum, frame):
+    raise RtpStop()
+
+
+def rtp_target(a, cur):
+    """Where RTP goes: --to, or the A:P in --to-file once it is valid."""
+    if a.to:
+        return addr(a.to)
+    if not a.to_file:
+        return None
+    try:
+        with open(a.to_file) as f:
+            host, port = addr(f.read().strip())
+        socket.inet_aton(host)
+        if 0 < port < 65536:
+            return host, port
+    except (OSError, ValueError):
+        pass
+    return cur
+
+
+def rtp(a):
+    s = udp_sock(a.bind, a.pmtudisc)
+    signal.signal(signal.SIGTERM, rtp_stop)
+    signal.signal(signal.SIGINT, rtp_stop)
+    rng = random.Random("%d %s" % (os.getpid(), a.bind))
+    ssrc, seq, ts = rng.getrandbits(32), rng.getrandbits(16), 0
+    payload = b"\xff" * 160		# 20 ms of PCMU silence
+    sending = a.mode != "rtp-count" and bool(a.to or a.to_file)
+    target, sent, other = None, 0, 0
+    got = {}				# source: [before mark, after mark]
+    now = time.monotonic()
+    next_tx = last = now
+    print("ready", flush=True)
+    try:
+        while not (a.until and os.path.exists(a.until)):
+            now = time.monotonic()
+            more = sending and (a.count == 0 or sent < a.count)
+            if more and now >= next_tx:
+                t = rtp_target(a, target)
+                if t is not None and t != target:
+                    target = t
+                    print("tx %s:%d" % target, flush=True)
+                if target is not None:
+                    pkt = struct.pack("!BBHII", 0x80, a.pt & 0x7f,
+                                      seq & 0xffff, ts & 0xffffffff, ssrc)
+                    try:
+                        s.sendto(pkt + payload, target)
+                        sent += 1
+                    except OSError as e:
+                        print("error %s" % e, flush=True)
+                    seq, ts, last = seq + 1, ts + 160, now
+                next_tx = max(next_tx + a.interval, now)
+                continue
+            if not more and a.timeout > 0 and now - last >= a.timeout:
+                break
+            wait = min(max(next_tx - now, 0), 0.05) if more else 0.05
+            if not select.select([s], [], [], wait)[0]:
+                continue
+            try:
+                data, peer = s.recvfrom(65535)
+            except OSError:
+                continue
+            last = time.monotonic()
+            if len(data) < 12 or data[0] >> 6 != 2:
+                other += 1
+                continue
+            src = "%s:%d" % peer
+            if src not in got:
+                got[src] = [0, 0]
+                print("rx %s" % src, flush=True)
+            got[src][1 if a.mark and os.path.exists(a.mark) else 0] += 1
+    except RtpStop:
+        pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    print("sent %d" % sent, flush=True)
+    for src in sorted(got):
+        print("received %d from %s" % (sum(got[src]), src))
+        if a.mark:
+            print("before-mark %d from %s" % (got[src][0], src))
+            print("after-mark %d from %s" % (got[src][1], src))
+    if other:
+        print("not-rtp %d" % other)
+    sys.stdout.flush()
+    if a.mode == "rtp-count" or not sending:
+        return 0 if got else 1
+    return 0 if got or (a.count and sent >= a.count) else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("mode", choices=["udp-echo", "udp-send", "udp-recv",
                                     "tcp-sink", "tcp-send", "tcp-echo",
-                                    "tcp-chat", "tcp-serve", "tcp-fetch"])
+                                    "tcp-chat", "tcp-serve", "tcp-fetch",
+                                    "rtp", "rtp-send", "rtp-count"])
     p.add_argument("--bind")
     p.add_argument("--to")
     p.add_argument("--count", type=int, default=1)
@@ -327,13 +453,22 @@ def main():
     p.add_argument("--mss", action="store_true")
     p.add_argument("--until")
     p.add_argument("--print-peer", action="store_true")
+    p.add_argument("--to-file")
+    p.add_argument("--mark")
+    p.add_argument("--pt", type=int, default=0)
     a = p.parse_args()
     if a.mode == "udp-recv" and "--count" not in sys.argv:
         a.count = 0
+    if a.mode.startswith("rtp"):
+        if "--count" not in sys.argv:
+            a.count = 0
+        if "--interval" not in sys.argv:
+            a.interval = 0.02
     fn = {"udp-echo": udp_echo, "udp-send": udp_send, "udp-recv": udp_recv,
           "tcp-sink": tcp_sink, "tcp-send": tcp_send, "tcp-echo": tcp_echo,
           "tcp-chat": tcp_chat, "tcp-serve": tcp_serve,
-          "tcp-fetch": tcp_fetch}[a.mode]
+          "tcp-fetch": tcp_fetch, "rtp": rtp, "rtp-send": rtp,
+          "rtp-count": rtp}[a.mode]
     return fn(a)
 
 

@@ -127,7 +127,10 @@ io_wan(const uint8_t *buf, size_t len)
 	return (0);
 }
 
-/* The TUN: only to LAN addresses. */
+/*
+ * The TUN: only to LAN addresses, or an ICMP message handed back to the
+ * gateway itself (an echo reply no mapping owns).
+ */
 static int
 io_lan(const uint8_t *buf, size_t len)
 {
@@ -135,7 +138,8 @@ io_lan(const uint8_t *buf, size_t len)
 
 	CHECK(len >= IP_HDR_MIN);
 	memcpy(&dst, buf + 16, 4);
-	CHECK((ntohl(dst) & 0xffffff00) == LAN_NET);
+	CHECK((ntohl(dst) & 0xffffff00) == LAN_NET ||
+	    (ntohl(dst) == PUB_ADDR && buf[9] == IPPROTO_ICMP));
 	check_out(buf, len);
 	return (0);
 }
