@@ -635,29 +635,91 @@ sip_sdp_in(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
 	}
 }
 
+/* Skip a run of characters from set; returns how many. */
+static size_t
+sip_span(const char *p, const char *end, const char *set)
+{
+	const char	*q = p;
+
+	while (q < end && *q != '\0' && strchr(set, *q) != NULL)
+		q++;
+	return ((size_t)(q - p));
+}
+
+/*
+ * Is an m= line (after "m=", up to its end) well formed (RFC 4566)?
+ * media SP port ["/" count] SP proto 1*(SP fmt), where proto is tokens
+ * joined by "/".  sofia-sip's parser loops without end on some others
+ * (a port run into the protocol, a format starting with "/", ":", "<" or
+ * "@"), so only these are parsed.
+ */
+static bool
+sip_sdp_mline_ok(const char *p, const char *end)
+{
+	static const char	 tok[] = "abcdefghijklmnopqrstuvwxyz"
+				     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				     "!#$%&'*+-.^_`{|}~";
+	static const char	 dig[] = "0123456789";
+	size_t			 n;
+
+	if ((n = sip_span(p, end, tok)) == 0 || p + n >= end || p[n] != ' ')
+		return (false);
+	p += n + 1;
+	if ((n = sip_span(p, end, dig)) == 0 || n > 5)
+		return (false);
+	p += n;
+	if (p < end && *p == '/') {
+		if ((n = sip_span(++p, end, dig)) == 0 || n > 5)
+			return (false);
+		p += n;
+	}
+	if (p >= end || *p++ != ' ')
+		return (false);
+	do {
+		if ((n = sip_span(p, end, tok)) == 0)
+			return (false);
+		p += n;
+	} while (p < end && *p == '/' && p++ != NULL);
+	if (p >= end)
+		return (false);
+	for (; p < end; p += n) {
+		if (*p != ' ' || (n = sip_span(++p, end, tok)) == 0)
+			return (false);
+	}
+	return (true);
+}
+
 /*
  * Is an SDP body safe to give sofia-sip's SDP parser?  It loops without
- * end, allocating, on bytes above 0x7f in a token (an m= line's protocol,
- * found by fuzzing), and stops silently at a NUL.  Non-ASCII text is only
- * allowed in the free-text lines (s=, i=, u=, e=, p=); control characters
- * other than CR, LF and tab nowhere.
+ * end, allocating, on bytes above 0x7f in a token and on some malformed
+ * m= lines (both found by fuzzing), and stops silently at a NUL.
+ * Non-ASCII text is allowed only in the free-text lines (s=, i=, u=, e=,
+ * p=); control characters other than CR, LF and tab nowhere.
  */
 static bool
 sip_sdp_safe(const char *p, size_t len)
 {
-	size_t	i;
-	bool	text = false, start = true;
+	const char	*line = p, *end = p + len, *eol;
+	size_t		 i;
+	bool		 text;
 
-	for (i = 0; i < len; i++) {
-		unsigned char	c = (unsigned char)p[i];
+	while (line < end) {
+		if ((eol = memchr(line, '\n', (size_t)(end - line))) == NULL)
+			eol = end;
+		text = strchr("siuep", *line) != NULL && *line != '\0';
+		for (i = 0; line + i < eol; i++) {
+			unsigned char	c = (unsigned char)line[i];
 
-		if (start)
-			text = strchr("siuep", c) != NULL && c != '\0';
-		start = c == '\n';
-		if (c == '\r' || c == '\n' || c == '\t')
-			continue;
-		if (c < 0x20 || c == 0x7f || (c > 0x7f && !text))
+			if (c == '\r' || c == '\t')
+				continue;
+			if (c < 0x20 || c == 0x7f || (c > 0x7f && !text))
+				return (false);
+		}
+		if (eol - line > 2 && line[0] == 'm' && line[1] == '=' &&
+		    !sip_sdp_mline_ok(line + 2,
+		    eol[-1] == '\r' ? eol - 1 : eol))
 			return (false);
+		line = eol + 1;
 	}
 	return (true);
 }
