@@ -37,6 +37,7 @@
 #define SIP_MAX_MEDIA		16
 #define SIP_REG_GRACE		32	/* seconds past Expires */
 #define SIP_REG_DEFAULT		3600
+#define SIP_REG_PENDING		32	/* 64 * T1: a REGISTER's answer */
 
 enum sip_counter {
 	SIP_MSG_OUT,
@@ -136,6 +137,8 @@ struct sip_reg {
 	struct nat_mapping	*map;
 	struct nat_pinhole	*pinhole;	/* NULL until a 2xx */
 	uint64_t		 expires;	/* 0 until a 2xx */
+	uint64_t		 sent;		/* the last REGISTER */
+	bool			 removing;	/* it asked for Expires 0 */
 };
 
 /* What one message handler works with. */
@@ -795,6 +798,35 @@ sip_reg_find(const char *call_id)
 	return (NULL);
 }
 
+/* The registration of an AOR on a mapping (a phone that rebooted keeps
+ * its AOR and port but takes a new Call-ID). */
+static struct sip_reg *
+sip_reg_find_aor(const struct nat_mapping *m, const char *aor)
+{
+	struct sip_reg	*r;
+
+	LIST_FOREACH(r, &sip.regs, entry)
+		if (r->map == m && strcmp(r->aor, aor) == 0)
+			return (r);
+	return (NULL);
+}
+
+/* Does this REGISTER ask to remove its binding (Expires 0, or "*")? */
+static bool
+sip_register_removes(struct sip_ctx *x)
+{
+	sip_t		*s = x->sip;
+	sip_contact_t	*c;
+
+	for (c = s->sip_contact; c != NULL; c = c->m_next) {
+		if (c->m_url->url_type == url_any)
+			return (true);
+		if (c->m_expires != NULL)
+			return (strtoul(c->m_expires, NULL, 10) == 0);
+	}
+	return (s->sip_expires != NULL && s->sip_expires->ex_delta == 0);
+}
+
 /* Forget a registration and let its mapping go. */
 static void
 sip_reg_free(struct sip_reg *r)
@@ -815,6 +847,7 @@ sip_register_out(struct sip_ctx *x)
 {
 	struct sip_reg	*r;
 	const char	*cid = x->sip->sip_call_id->i_id;
+	char		*aor;
 	sip_contact_t	*c;
 	uint16_t	 port = x->map->in_port, p;
 	struct nat_mapping *m = x->map;
@@ -835,25 +868,42 @@ sip_register_out(struct sip_ctx *x)
 	if (port != x->map->in_port &&
 	    (m = nat_mapping_find(IPPROTO_UDP, x->in_addr, port)) == NULL)
 		m = x->map;
-	if ((r = sip_reg_find(cid)) != NULL) {
+	aor = sip_url_string(x->home, x->sip->sip_to->a_url);
+	if (aor == NULL)
+		return;
+	if ((r = sip_reg_find(cid)) != NULL ||
+	    (r = sip_reg_find_aor(m, aor)) != NULL) {
+		free(aor);
+		if (strcmp(r->call_id, cid) != 0) {
+			if ((aor = strdup(cid)) == NULL)
+				return;
+			free(r->call_id);
+			r->call_id = aor;
+		}
 		r->registrar = x->remote;
+		r->sent = nat_now();
+		r->removing = sip_register_removes(x);
 		return;
 	}
 	if (sip.nregs >= sip.max_regs) {
 		sip_count(SIP_REG_LIMIT);
+		free(aor);
 		return;
 	}
-	if ((r = calloc(1, sizeof *r)) == NULL)
+	if ((r = calloc(1, sizeof *r)) == NULL) {
+		free(aor);
 		return;
+	}
 	r->call_id = strdup(cid);
-	r->aor = sip_url_string(x->home, x->sip->sip_to->a_url);
-	if (r->call_id == NULL || r->aor == NULL) {
-		free(r->call_id);
+	r->aor = aor;
+	if (r->call_id == NULL) {
 		free(r->aor);
 		free(r);
 		return;
 	}
 	r->registrar = x->remote;
+	r->sent = nat_now();
+	r->removing = sip_register_removes(x);
 	r->map = m;
 	nat_mapping_hold(m);
 	LIST_INSERT_HEAD(&sip.regs, r, entry);
@@ -884,6 +934,12 @@ sip_register_in(struct sip_ctx *x)
 			sip_reg_free(r);
 		return;
 	}
+	/* Our binding removed: gone, whatever other bindings say. */
+	if (r->removing) {
+		sip_count(SIP_UNREGISTERED);
+		sip_reg_free(r);
+		return;
+	}
 	if (s->sip_expires != NULL)
 		granted = s->sip_expires->ex_delta;
 	for (c = s->sip_contact; c != NULL; c = c->m_next) {
@@ -895,11 +951,8 @@ sip_register_in(struct sip_ctx *x)
 		if (c->m_expires != NULL)
 			granted = strtoul(c->m_expires, NULL, 10);
 	}
-	if (!found && s->sip_contact != NULL && s->sip_expires == NULL &&
-	    s->sip_contact->m_expires != NULL)
-		granted = strtoul(s->sip_contact->m_expires, NULL, 10);
-	if (granted == 0 || (!found && s->sip_contact == NULL &&
-	    s->sip_expires == NULL)) {
+	/* Bindings listed, ours not among them: not registered. */
+	if (granted == 0 || (!found && s->sip_contact != NULL)) {
 		sip_count(SIP_UNREGISTERED);
 		sip_reg_free(r);
 		return;
@@ -1158,10 +1211,10 @@ sip_tick(uint64_t now)
 	}
 	for (r = LIST_FIRST(&sip.regs); r != NULL; r = rn) {
 		rn = LIST_NEXT(r, entry);
-		/* Unanswered REGISTERs go after a dialog timeout too. */
+		/* A REGISTER never answered goes after 64 * T1. */
 		if ((r->expires != 0 && r->expires + SIP_REG_GRACE <= now) ||
 		    (r->expires == 0 && r->pinhole == NULL &&
-		    r->map->created + sip.dialog_timeout <= now)) {
+		    r->sent + SIP_REG_PENDING <= now)) {
 			if (r->expires != 0)
 				sip_count(SIP_REG_EXPIRED);
 			sip_reg_free(r);
