@@ -381,6 +381,7 @@ struct nat_mapping *nat_mapping_get(uint8_t, uint32_t, uint16_t,
 void		 nat_mapping_hold(struct nat_mapping *);
 void		 nat_mapping_release(struct nat_mapping *);
 void		 nat_mapping_gc(struct nat_mapping *);
+void		 nat_mapping_flush(struct nat_mapping *);
 int		 nat_mapping_get_pair(uint8_t, uint32_t, uint16_t, uint16_t,
 		     struct nat_mapping **, struct nat_mapping **,
 		     enum nat_refusal *);

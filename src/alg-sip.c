@@ -295,6 +295,16 @@ sip_dialog_new(struct sip_ctx *x)
 	return (d);
 }
 
+/* End a media mapping's sessions and let the dialog's hold go. */
+static void
+sip_media_end(struct nat_mapping *m)
+{
+	if (m == NULL)
+		return;
+	nat_mapping_flush(m);	/* the dialog's hold keeps m */
+	nat_mapping_release(m);
+}
+
 /* End a dialog: its pinholes close now, its media mappings are let go. */
 static void
 sip_dialog_end(struct sip_dialog *d)
@@ -303,11 +313,11 @@ sip_dialog_end(struct sip_dialog *d)
 
 	log_debug("sip: dialog %s ended", d->call_id);
 	nat_owner_close(&d->owner);
+	/* Media stops with the call: its sessions end too, not just the
+	 * pinholes, or a source already let in could go on sending. */
 	for (i = 0; i < d->nmedia; i++) {
-		if (d->media[i].rtp != NULL)
-			nat_mapping_release(d->media[i].rtp);
-		if (d->media[i].rtcp != NULL)
-			nat_mapping_release(d->media[i].rtcp);
+		sip_media_end(d->media[i].rtp);
+		sip_media_end(d->media[i].rtcp);
 	}
 	LIST_REMOVE(d, entry);
 	LIST_REMOVE(d, all);

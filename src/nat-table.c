@@ -577,6 +577,25 @@ nat_mapping_get_pair(uint8_t proto, uint32_t addr, uint16_t port1,
 }
 
 /*
+ * End every session of a mapping now; the mapping goes with the last one
+ * unless something holds it.
+ */
+void
+nat_mapping_flush(struct nat_mapping *m)
+{
+	struct nat_session	*s, *next;
+
+	for (s = LIST_FIRST(&m->sessions); s != NULL; s = next) {
+		next = LIST_NEXT(s, entry);
+		if (next == NULL) {
+			nat_session_remove(s);	/* may free m */
+			return;
+		}
+		nat_session_remove(s);
+	}
+}
+
+/*
  * Point a mapping at another inside port of the same host, keeping its
  * public port (a media stream that moves on re-INVITE).  Its sessions end:
  * the next packet makes new ones.  Returns -1 if the new inside port has
@@ -585,15 +604,23 @@ nat_mapping_get_pair(uint8_t proto, uint32_t addr, uint16_t port1,
 int
 nat_mapping_rebind(struct nat_mapping *m, uint16_t port)
 {
-	struct nat_session	*s;
+	struct nat_mapping	*old;
 
 	if (m->in_port == port)
 		return (0);
-	if (nat_mapping_find(m->proto, m->in_addr, port) != NULL)
-		return (-1);
+	/*
+	 * A mapping of the new port that only its own sessions keep (left
+	 * by an earlier call) gives way; one a helper holds does not.
+	 */
+	if ((old = nat_mapping_find(m->proto, m->in_addr, port)) != NULL) {
+		if (old->holds != 0 || !LIST_EMPTY(&old->pinholes))
+			return (-1);
+		nat_mapping_flush(old);
+		if (nat_mapping_find(m->proto, m->in_addr, port) != NULL)
+			return (-1);
+	}
 	m->holds++;	/* the last session must not take the mapping */
-	while ((s = LIST_FIRST(&m->sessions)) != NULL)
-		nat_session_remove(s);
+	nat_mapping_flush(m);
 	m->holds--;
 	node_remove(&m->node);
 	m->in_port = port;

@@ -179,8 +179,11 @@ tun_read_cb(int fd, short events, void *arg)
 		if (n <= 0) {
 			if (n == -1 && errno == EINTR)
 				continue;
-			if (n == -1 && errno != EAGAIN)
-				log_warn("%s: read", __func__);
+			if (n == -1 && errno != EAGAIN) {
+				/* The device is gone: nothing more will come. */
+				log_warn("%s: read from the TUN", __func__);
+				event_base_loopbreak(base);
+			}
 			break;
 		}
 		nat_input(buf, (size_t)n);
