@@ -785,9 +785,11 @@ sip_body(struct sip_ctx *x, struct sip_dialog *d)
 		if (pl != NULL) {
 			msg_header_replace(x->msg, (msg_pub_t *)s,
 			    (msg_header_t *)s->sip_payload, (msg_header_t *)pl);
-			if (s->sip_content_length != NULL)
+			if (s->sip_content_length != NULL) {
 				msg_fragment_clear_chain(
 				    (msg_header_t *)s->sip_content_length);
+				s->sip_content_length->l_length = pl->pl_len;
+			}
 			x->changed = true;
 		}
 	} else
