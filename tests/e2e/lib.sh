@@ -518,6 +518,16 @@ e2e_start_sipnatd() {
 
 	[ -n "$conf" ] || fail "e2e_start_sipnatd: no config"
 	E2E_CONF=$conf
+	case $E2E_GATEWAY in
+	sipnatd) ;;
+	kernel)
+		e2e_kernel_start "$conf"
+		return
+		;;
+	*)
+		fail "E2E_GATEWAY=$E2E_GATEWAY: must be sipnatd or kernel"
+		;;
+	esac
 	[ -x "$SIPNATD" ] || fail "sipnatd not built ($SIPNATD)"
 	e2e_routes up "$conf" || fail "sipnat-routes up failed"
 	if [ "$E2E_ROUTES_UP" = 0 ]; then
@@ -541,16 +551,26 @@ e2e_sipnatd_ready() {
 	[ -S "$E2E_SOCK" ]
 }
 
-# Is sipnatd still running?
+# Is sipnatd still running?  (With E2E_GATEWAY=kernel: is the kernel
+# gateway still set up?)
 e2e_sipnatd_alive() {
+	if [ "$E2E_GATEWAY" = kernel ]; then
+		e2e_kernel_alive
+		return
+	fi
 	[ -n "$E2E_SIPNATD_PID" ] && kill -0 "$E2E_SIPNATD_PID" 2>/dev/null
 }
 
 # Stop sipnatd (SIGTERM) and take the routes down.  Returns sipnatd's exit
-# status (non-zero after a crash or a sanitizer report).
+# status (non-zero after a crash or a sanitizer report).  With
+# E2E_GATEWAY=kernel: take the kernel gateway down.
 e2e_stop_sipnatd() {
 	local rc=0
 
+	if [ "$E2E_GATEWAY" = kernel ]; then
+		e2e_kernel_stop
+		return
+	fi
 	if [ -n "$E2E_SIPNATD_PID" ]; then
 		e2e_kill "$E2E_SIPNATD_PID" 10
 		rc=$?
@@ -563,7 +583,320 @@ e2e_stop_sipnatd() {
 	return "$rc"
 }
 
-# Run sipnatctl against the running sipnatd.
+# Run sipnatctl against the running sipnatd.  With E2E_GATEWAY=kernel there
+# is none: an unguarded call is a bug in the test, and fails it.
 e2e_ctl() {
+	if [ "$E2E_GATEWAY" = kernel ]; then
+		echo "E2E: e2e_ctl $*: no sipnatd with E2E_GATEWAY=kernel;" \
+		    "guard sipnatctl calls with e2e_is_sipnatd" >&2
+		# In $(...) fail would only end the subshell.
+		[ "$BASH_SUBSHELL" = 0 ] &&
+		    fail "e2e_ctl $*: unguarded sipnatctl call with E2E_GATEWAY=kernel"
+		return 2
+	fi
 	e2e_exec gw "$SIPNATCTL" -s "$E2E_SOCK" "$@"
+}
+
+# --- E2E_GATEWAY=kernel: the gw namespace as a plain Linux NAT router with
+# the kernel's own SIP helper (nf_conntrack_sip, nf_nat_sip), for comparison.
+#
+# From the sipnatd config it takes lan.networks, wan.interface, wan.address
+# (empty: masquerade), sip.ports (each port not ":off" gets the "sip" helper,
+# as destination or source port, like sipnatd's ALG), and timeouts.udp,
+# tcp_established and icmp (as the gw namespace's conntrack timeouts; udp
+# sets both the unreplied and the stream timeout).  Everything else
+# (filtering, port range, limits, sip_dialog, on_error) has no kernel
+# counterpart and is left at the kernel's behaviour.  The helper's own
+# module parameters are global (/sys/module/nf_conntrack_sip/parameters)
+# and are only logged, never changed.
+#
+# E2E_KERNEL_SIP_TCP=1 also puts the helper on TCP to the same ports
+# (sipnatd's ALG is UDP only).  $E2E_LOG, whose tail fail shows, gets what
+# was set up, conntrack and expectation events (with the conntrack tool) and
+# the SIP helper's own reason for each packet it drops (e2e_kernel_listen).
+
+E2E_KERNEL_NFT=${E2E_KERNEL_NFT:-sipnat_kernel_$E2E_ID}
+E2E_KERNEL_UP=0
+E2E_KERNEL_HOOKED=0
+E2E_KERNEL_EVPIDS=()
+declare -gA E2E_KERNEL_SAVED=()
+
+# A value from an INI file: e2e_kernel_conf FILE SECTION.KEY DEFAULT.
+# The default when the key is not there (an empty value is a value).
+e2e_kernel_conf() {
+	local v
+
+	if v=$(awk -v s="${2%%.*}" -v k="${2#*.}" '
+	    /^[ \t]*[;#]/ { next }
+	    /^[ \t]*\[/ { sec = $0; gsub(/^[ \t]*\[|\].*$/, "", sec); next }
+	    sec == s && index($0, "=") {
+		key = substr($0, 1, index($0, "=") - 1)
+		gsub(/[ \t]/, "", key)
+		if (key != k)
+			next
+		val = substr($0, index($0, "=") + 1)
+		sub(/[ \t]+;.*$/, "", val)
+		gsub(/^[ \t]+|[ \t]+$/, "", val)
+		print val
+		found = 1
+		exit
+	    }
+	    END { exit !found }' "$1"); then
+		printf '%s\n' "$v"
+	else
+		printf '%s\n' "$3"
+	fi
+}
+
+# Set a sysctl in gw, remembering the value from before the first change.
+e2e_kernel_sysctl() {
+	local path=/proc/sys/${1//.//} old
+
+	old=$(e2e_exec gw cat "$path") || return 1
+	[ -n "${E2E_KERNEL_SAVED[$1]+set}" ] || E2E_KERNEL_SAVED[$1]=$old
+	e2e_sysctl gw "$1" "$2" || return 1
+	echo "sysctl $1 = $2 (was $old)"
+}
+
+# Is the kernel gateway set up?
+e2e_kernel_alive() {
+	[ "$E2E_KERNEL_UP" = 1 ] &&
+	    e2e_exec gw nft list table ip "$E2E_KERNEL_NFT" >/dev/null 2>&1
+}
+
+# The nftables table of the kernel gateway, from the config.
+e2e_kernel_ruleset() {
+	local nets=$1 wanif=$2 wanaddr=$3 ports=$4 nat
+
+	if [ -n "$wanaddr" ]; then
+		nat="snat to $wanaddr"
+	else
+		nat=masquerade
+	fi
+	echo "table ip $E2E_KERNEL_NFT {"
+	if [ -n "$ports" ]; then
+		echo "	ct helper sip-udp { type \"sip\" protocol udp; l3proto ip; }"
+		[ "${E2E_KERNEL_SIP_TCP:-0}" = 1 ] &&
+		    echo "	ct helper sip-tcp { type \"sip\" protocol tcp; l3proto ip; }"
+	fi
+	cat <<EOT
+	chain helpers {
+		type filter hook prerouting priority filter; policy accept;
+EOT
+	if [ -n "$ports" ]; then
+		echo "		udp dport { $ports } ct helper set \"sip-udp\" comment \"sip helper\""
+		echo "		udp sport { $ports } ct helper set \"sip-udp\" comment \"sip helper\""
+		if [ "${E2E_KERNEL_SIP_TCP:-0}" = 1 ]; then
+			echo "		tcp dport { $ports } ct helper set \"sip-tcp\" comment \"sip helper\""
+			echo "		tcp sport { $ports } ct helper set \"sip-tcp\" comment \"sip helper\""
+		fi
+	fi
+	cat <<EOT
+	}
+	chain dstnat {
+		type nat hook prerouting priority dstnat; policy accept;
+	}
+	chain srcnat {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr { $nets } oifname "$wanif" $nat
+	}
+}
+EOT
+}
+
+# Copy into $E2E_LOG what the kernel says: conntrack and expectation events
+# (with the conntrack tool), and the SIP helper's own reason for every packet
+# it drops (nf_ct_helper_log: "nf_ct_sip: dropping packet: ..."), which goes
+# to the namespace's IPv4 packet logger: made nfnetlink_log here, group 0,
+# read by a small NFLOG listener.  Sysctl changes go to $E2E_TMP/kernel-sysctls.
+e2e_kernel_listen() {
+	local k
+
+	[ ${#E2E_KERNEL_EVPIDS[@]} = 0 ] || return 0
+	if command -v conntrack >/dev/null 2>&1; then
+		for k in conntrack expect; do
+			ip netns exec "$(e2e_ns gw)" conntrack -E "$k" -o timestamp \
+			    >>"$E2E_LOG" 2>&1 </dev/null &
+			E2E_PIDS+=("$!")
+			E2E_KERNEL_EVPIDS+=("$!")
+		done
+	else
+		echo "no conntrack tool: no conntrack events in this log" >>"$E2E_LOG"
+	fi
+	e2e_exec gw grep -q '^ 2 .*nfnetlink_log' /proc/net/netfilter/nf_log || {
+		echo "no nfnetlink_log: the SIP helper's drop reasons are not logged" >>"$E2E_LOG"
+		return 0
+	}
+	rm -f "$E2E_TMP/nflog.ready"
+	ip netns exec "$(e2e_ns gw)" "$E2E_PYTHON" -u -c "$E2E_KERNEL_NFLOG_PY" \
+	    "$E2E_TMP/nflog.ready" >>"$E2E_LOG" 2>&1 </dev/null &
+	E2E_PIDS+=("$!")
+	E2E_KERNEL_EVPIDS+=("$!")
+	e2e_wait_for 5 test -e "$E2E_TMP/nflog.ready" ||
+	    echo "the NFLOG listener did not start" >>"$E2E_LOG"
+	e2e_kernel_sysctl net.netfilter.nf_log.2 nfnetlink_log \
+	    >>"$E2E_TMP/kernel-sysctls" ||
+	    fail "kernel gateway: cannot set net.netfilter.nf_log.2 in gw"
+}
+
+# The NFLOG listener: one line per logged packet, "[time] kernel: PREFIX
+# SRC -> DST len N: 'first line of the payload'".
+E2E_KERNEL_NFLOG_PY='
+import socket, struct, sys, time
+
+ULOG = 4 << 8			# NFNL_SUBSYS_ULOG
+PACKET, CONFIG = 0, 1		# NFULNL_MSG_*
+PAYLOAD, PREFIX = 9, 10		# NFULA_*
+
+
+def attr(t, data):
+    n = 4 + len(data)
+    return struct.pack("=HH", n, t) + data + b"\0" * (-n % 4)
+
+
+def config(a):
+    body = struct.pack("=BBH", 0, 0, 0) + a	# AF_UNSPEC, group 0
+    s.send(struct.pack("=IHHII", 16 + len(body), ULOG | CONFIG, 1 | 4, 0, 0) + body)
+    r = s.recv(65536)
+    if struct.unpack("=H", r[4:6])[0] == 2 and struct.unpack("=i", r[16:20])[0]:
+        sys.exit("nflog: cannot configure group 0")
+
+
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)	# NETLINK_NETFILTER
+s.bind((0, 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+config(attr(1, b"\x01"))				# NFULA_CFG_CMD: BIND
+config(attr(2, struct.pack(">IBB", 512, 2, 0)))	# NFULA_CFG_MODE: packet
+open(sys.argv[1], "w").close()
+while True:
+    data, off = s.recv(1 << 20), 0
+    while off + 16 <= len(data):
+        n, t = struct.unpack("=IH", data[off:off + 6])
+        msg, off = data[off + 16:off + n], off + ((n + 3) & ~3)
+        if n < 16 or t != ULOG | PACKET:
+            continue
+        a, prefix, p = 4, "", b""
+        while a + 4 <= len(msg):
+            al, at = struct.unpack("=HH", msg[a:a + 4])
+            if al < 4:
+                break
+            if at & 0x7fff == PREFIX:
+                prefix = msg[a + 4:a + al].rstrip(b"\0").decode(errors="replace").strip()
+            elif at & 0x7fff == PAYLOAD:
+                p = msg[a + 4:a + al]
+            a += (al + 3) & ~3
+        what = ""
+        if len(p) >= 20 and p[0] >> 4 == 4:
+            hl = (p[0] & 15) * 4
+            src, dst = socket.inet_ntoa(p[12:16]), socket.inet_ntoa(p[16:20])
+            if p[9] in (6, 17) and len(p) >= hl + 4:
+                sp, dp = struct.unpack("!HH", p[hl:hl + 4])
+                src, dst = "%s:%d" % (src, sp), "%s:%d" % (dst, dp)
+            line = p[hl + (8 if p[9] == 17 else 20):].split(b"\n", 1)[0].strip()
+            what = " %s -> %s len %d: %r" % (src, dst, struct.unpack("!H", p[2:4])[0],
+                                            line[:60].decode(errors="replace"))
+        print("[%.6f]\tkernel: %s%s" % (time.time(), prefix, what), flush=True)
+'
+
+# Set gw up as a kernel NAT router with the SIP helper, from CONF.
+e2e_kernel_start() {
+	local conf=$1 nets wanif wanaddr sipports item p ports='' k v t f out
+
+	nets=$(e2e_kernel_conf "$conf" lan.networks 10.0.0.0/8)
+	nets=$(echo "$nets" | tr -s ', ' '\n' | grep -v '^$' | paste -sd, - |
+	    sed 's/,/, /g')
+	wanif=$(e2e_kernel_conf "$conf" wan.interface eth0)
+	wanaddr=$(e2e_kernel_conf "$conf" wan.address "")
+	sipports=$(e2e_kernel_conf "$conf" sip.ports 5060)
+	for item in ${sipports//,/ }; do
+		p=${item%%:*}
+		[ "${item#*:}" = off ] && [[ $item == *:* ]] && continue
+		ports=${ports:+$ports, }$p
+	done
+
+	{
+		echo "kernel gateway in $(e2e_ns gw) from $conf"
+		echo "nf_conntrack_sip parameters (global, unchanged):" \
+		    "$(cd /sys/module/nf_conntrack_sip/parameters 2>/dev/null &&
+			for f in *; do printf '%s=%s ' "$f" "$(cat "$f")"; done)"
+	} >>"$E2E_LOG"
+
+	if [ "$E2E_KERNEL_HOOKED" = 0 ]; then
+		e2e_on_exit '[ "$E2E_KERNEL_UP" = 1 ] && e2e_kernel_stop'
+		E2E_KERNEL_HOOKED=1
+	fi
+	E2E_KERNEL_UP=1
+
+	f=$E2E_TMP/kernel-sysctls
+	e2e_kernel_sysctl net.ipv4.ip_forward 1 >"$f" ||
+	    fail "kernel gateway: cannot set net.ipv4.ip_forward in gw"
+	for k in udp tcp_established icmp; do
+		v=$(e2e_kernel_conf "$conf" "timeouts.$k" "")
+		[ -n "$v" ] || continue
+		case $k in
+		udp) t="nf_conntrack_udp_timeout nf_conntrack_udp_timeout_stream" ;;
+		tcp_established) t=nf_conntrack_tcp_timeout_established ;;
+		icmp) t=nf_conntrack_icmp_timeout ;;
+		esac
+		for t in $t; do
+			e2e_kernel_sysctl "net.netfilter.$t" "$v" >>"$f" ||
+			    fail "kernel gateway: cannot set net.netfilter.$t in gw"
+		done
+	done
+	cat "$f" >>"$E2E_LOG"
+
+	e2e_kernel_ruleset "$nets" "$wanif" "$wanaddr" "$ports" >"$E2E_TMP/kernel.nft"
+	{
+		echo "table ip $E2E_KERNEL_NFT"
+		echo "delete table ip $E2E_KERNEL_NFT"
+		cat "$E2E_TMP/kernel.nft"
+	} | e2e_exec gw nft -f - >>"$E2E_LOG" 2>&1 || {
+		cat "$E2E_TMP/kernel.nft" >>"$E2E_LOG"
+		fail "kernel gateway: cannot load the nftables table"
+	}
+	e2e_exec gw nft list table ip "$E2E_KERNEL_NFT" >>"$E2E_LOG" 2>&1
+
+	e2e_kernel_listen
+	out=$(cat "$f")
+
+	v=masquerade
+	[ -n "$wanaddr" ] && v="snat to $wanaddr"
+	e2e_log "kernel gateway: ip_forward on, $v for $nets out of $wanif (nft table ip $E2E_KERNEL_NFT)"
+	if [ -n "$ports" ]; then
+		t=udp
+		[ "${E2E_KERNEL_SIP_TCP:-0}" = 1 ] && t=udp/tcp
+		e2e_log "kernel gateway: SIP helper (nf_conntrack_sip, nf_nat_sip) on $t ports $ports, as destination or source port"
+	else
+		e2e_log "kernel gateway: no SIP helper (sip.ports = $sipports)"
+	fi
+	[ -n "$out" ] && e2e_log "kernel gateway: $(echo "$out" | paste -sd';' - | sed 's/;/; /g')"
+	e2e_log "kernel gateway log: $E2E_LOG"
+}
+
+# Take the kernel gateway down: the table, its conntrack entries and
+# expectations, the event listeners, and the sysctls as they were.
+e2e_kernel_stop() {
+	local rc=0 k pid
+
+	[ "$E2E_KERNEL_UP" = 1 ] || return 0
+	if e2e_exec gw nft list table ip "$E2E_KERNEL_NFT" >/dev/null 2>&1; then
+		e2e_exec gw nft delete table ip "$E2E_KERNEL_NFT" || rc=1
+	fi
+	if command -v conntrack >/dev/null 2>&1; then
+		e2e_exec gw conntrack -F >/dev/null 2>&1
+		e2e_exec gw conntrack -F expect >/dev/null 2>&1
+	fi
+	for pid in "${E2E_KERNEL_EVPIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	E2E_KERNEL_EVPIDS=()
+	for k in "${!E2E_KERNEL_SAVED[@]}"; do
+		e2e_sysctl gw "$k" "${E2E_KERNEL_SAVED[$k]}" || rc=1
+	done
+	E2E_KERNEL_SAVED=()
+	E2E_KERNEL_UP=0
+	echo "kernel gateway down" >>"$E2E_LOG"
+	e2e_log "kernel gateway down"
+	return "$rc"
 }
