@@ -5,26 +5,31 @@
  * for the benchmark (tests/bench/run-bench.sh).
  *
  * usage: udpblast -d ADDR [-p PORT] [-r NPORTS] [-s SPORT] [-n NSRC]
- *                 [-l SIZE] [-t SECS] [-c COUNT] [-b BATCH] [-o] [-q]
+ *                 [-j THREADS] [-l SIZE] [-t SECS] [-c COUNT] [-b BATCH]
+ *                 [-o] [-q]
  *
- *   -d ADDR    destination IPv4 address
- *   -p PORT    first destination port (9000)
- *   -r NPORTS  destination ports PORT .. PORT+NPORTS-1 are cycled (1)
- *   -s SPORT   first source port; 0: one ephemeral port per socket (0)
- *   -n NSRC    sockets, bound to SPORT .. SPORT+NSRC-1 (1)
- *   -l SIZE    UDP payload bytes (64)
- *   -t SECS    stop after this many seconds (5; fractions allowed)
- *   -c COUNT   stop after this many packets (0: no limit)
- *   -b BATCH   packets per sendmmsg (64, at most 1024)
- *   -o         once: send each of the NSRC x NPORTS flows exactly once,
- *              then stop (-t still bounds it)
- *   -q         no progress on stderr
+ *   -d ADDR     destination IPv4 address
+ *   -p PORT     first destination port (9000)
+ *   -r NPORTS   destination ports PORT .. PORT+NPORTS-1 are cycled (1)
+ *   -s SPORT    first source port; 0: an ephemeral port per socket (0)
+ *   -n NSRC     sockets per thread, bound to consecutive source ports from
+ *               SPORT (thread t uses SPORT+t*NSRC ..) (1)
+ *   -j THREADS  sending threads (1)
+ *   -l SIZE     UDP payload bytes (64)
+ *   -t SECS     stop after this many seconds (5; fractions allowed)
+ *   -c COUNT    stop after this many packets in all (0: no limit)
+ *   -b BATCH    packets per sendmmsg (64, at most 1024)
+ *   -o          once: send each of the THREADS x NSRC x NPORTS flows
+ *               exactly once, then stop (-t still bounds it)
+ *   -q          no summary on stderr
  *
- * Batches go to the sockets in turn; inside a batch, the destination
- * port advances with every packet, so with -r N every packet of a socket
- * is a different flow until N packets have gone from it.  Prints one line:
+ * Each thread sends its batches to its sockets in turn; inside a batch the
+ * destination port advances with every packet, so with -r N every packet
+ * of a socket is a new flow until N packets have gone from it.  Prints one
+ * line on stdout:
  *   sent=N elapsed=SECS pps=RATE errors=E flows=F
- * where errors counts packets a sendmmsg() refused (ENOBUFS and so on).
+ * elapsed runs from the start to the last thread's end; errors counts the
+ * packets a sendmmsg() refused (ENOBUFS and the like).
  */
 
 #include <sys/types.h>
@@ -34,6 +39,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +50,7 @@
 
 #define MAX_BATCH	1024
 #define MAX_PAYLOAD	65507
+#define MAX_THREADS	64
 
 struct src {
 	int		 fd;
@@ -51,14 +58,32 @@ struct src {
 	uint64_t	 left;		/* -o: packets still to send */
 };
 
-static volatile sig_atomic_t	stop;
+struct sender {
+	pthread_t		 thread;
+	struct src		*src;
+	unsigned long long	 count;	/* 0: no limit */
+	unsigned long long	 sent;
+	unsigned long long	 errors;
+	double			 end;
+	struct mmsghdr		 msg[MAX_BATCH];
+	struct iovec		 iov[MAX_BATCH];
+	struct sockaddr_in	 to[MAX_BATCH];
+};
+
+static volatile sig_atomic_t	 stop;
+static struct sockaddr_in	 dst;
+static uint8_t			*payload;
+static unsigned long		 dport = 9000, nports = 1, sport = 0;
+static unsigned long		 nsrc = 1, size = 64, batch = 64;
+static double			 deadline;
+static int			 once;
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: udpblast -d addr [-p port] [-r nports] "
-	    "[-s sport] [-n nsrc] [-l size] [-t secs] [-c count] [-b batch] "
-	    "[-o] [-q]\n");
+	    "[-s sport] [-n nsrc] [-j threads] [-l size] [-t secs] "
+	    "[-c count] [-b batch] [-o] [-q]\n");
 	exit(2);
 }
 
@@ -94,26 +119,129 @@ number(const char *s, unsigned long lo, unsigned long hi, const char *what)
 	return (v);
 }
 
+/* Open thread t's sockets. */
+static void
+sender_open(struct sender *sd, unsigned t)
+{
+	struct sockaddr_in	sin;
+	unsigned long		port;
+	unsigned		k, i;
+	int			sz = 4 * 1024 * 1024, one = 1;
+
+	if ((sd->src = calloc(nsrc, sizeof *sd->src)) == NULL) {
+		perror("udpblast: calloc");
+		exit(1);
+	}
+	for (k = 0; k < nsrc; k++) {
+		sd->src[k].fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (sd->src[k].fd == -1) {
+			perror("udpblast: socket");
+			exit(1);
+		}
+		setsockopt(sd->src[k].fd, SOL_SOCKET, SO_SNDBUF, &sz,
+		    sizeof sz);
+		setsockopt(sd->src[k].fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof one);
+		port = sport ? sport + t * nsrc + k : 0;
+		memset(&sin, 0, sizeof sin);
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)port);
+		if (bind(sd->src[k].fd, (struct sockaddr *)&sin,
+		    sizeof sin) == -1) {
+			fprintf(stderr, "udpblast: bind port %lu: %s\n", port,
+			    strerror(errno));
+			exit(1);
+		}
+		sd->src[k].left = nports;
+	}
+	for (i = 0; i < batch; i++) {
+		sd->to[i] = dst;
+		sd->iov[i].iov_base = payload;
+		sd->iov[i].iov_len = size;
+		sd->msg[i].msg_hdr.msg_name = &sd->to[i];
+		sd->msg[i].msg_hdr.msg_namelen = sizeof sd->to[i];
+		sd->msg[i].msg_hdr.msg_iov = &sd->iov[i];
+		sd->msg[i].msg_hdr.msg_iovlen = 1;
+	}
+}
+
+/* One thread's loop: batches to its sockets in turn until done. */
+static void *
+sender_run(void *arg)
+{
+	struct sender	*sd = arg;
+	struct src	*s;
+	unsigned	 i, k, n, cur = 0, iter = 0, back;
+	int		 r;
+
+	while (!stop) {
+		/* Every 16 batches: the clock (a vDSO call, cheap). */
+		if ((iter++ & 15) == 0 && now() >= deadline)
+			break;
+		if (sd->count != 0 && sd->sent >= sd->count)
+			break;
+		/* The next socket with something left to send. */
+		for (k = 0; k < nsrc; k++) {
+			s = &sd->src[(cur + k) % nsrc];
+			if (!once || s->left > 0)
+				break;
+		}
+		if (k == nsrc)
+			break;			/* -o: every flow sent */
+		s = &sd->src[(cur + k) % nsrc];
+		cur = (unsigned)((cur + k + 1) % nsrc);
+
+		n = (unsigned)batch;
+		if (once && s->left < n)
+			n = (unsigned)s->left;
+		if (sd->count != 0 && sd->count - sd->sent < n)
+			n = (unsigned)(sd->count - sd->sent);
+		for (i = 0; i < n; i++) {
+			sd->to[i].sin_port = htons((uint16_t)(dport + s->next));
+			if (++s->next == nports)
+				s->next = 0;
+		}
+		r = sendmmsg(s->fd, sd->msg, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != ENOBUFS && errno != EAGAIN &&
+			    errno != ECONNREFUSED && errno != EPERM) {
+				perror("udpblast: sendmmsg");
+				exit(1);
+			}
+			/* The first packet was refused: skip it. */
+			sd->errors++;
+			r = 1;
+		} else
+			sd->sent += (unsigned)r;
+		if (once)
+			s->left -= (unsigned)r;
+		else if ((unsigned)r < n) {
+			/* Not sent: those ports come again. */
+			back = n - (unsigned)r;
+			s->next = (uint32_t)((s->next + nports -
+			    back % nports) % nports);
+		}
+	}
+	sd->end = now();
+	return (NULL);
+}
+
 int
 main(int argc, char **argv)
 {
-	static struct mmsghdr		msg[MAX_BATCH];
-	static struct iovec		iov[MAX_BATCH];
-	static struct sockaddr_in	to[MAX_BATCH];
-	struct sockaddr_in		dst, sin;
-	struct sigaction		sa;
-	struct src			*src;
-	uint8_t				*payload;
-	const char			*addr = NULL;
-	unsigned long			 dport = 9000, nports = 1, sport = 0;
-	unsigned long			 nsrc = 1, size = 64, batch = 64;
-	unsigned long long		 count = 0, sent = 0, errors = 0;
-	double				 secs = 5, t0, t1, deadline;
-	unsigned			 i, k, cur = 0, n, iter = 0;
-	int				 ch, once = 0, quiet = 0, r, sz, one = 1;
-	char				*end;
+	struct sigaction	 sa;
+	struct sender		*sd;
+	const char		*addr = NULL;
+	unsigned long		 nthreads = 1;
+	unsigned long long	 count = 0, sent = 0, errors = 0;
+	double			 secs = 5, t0, t1;
+	unsigned		 i, t;
+	int			 ch, quiet = 0, err;
+	char			*end;
 
-	while ((ch = getopt(argc, argv, "b:c:d:l:n:op:qr:s:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:d:j:l:n:op:qr:s:t:")) != -1) {
 		switch (ch) {
 		case 'b':
 			batch = number(optarg, 1, MAX_BATCH, "batch");
@@ -123,6 +251,9 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			addr = optarg;
+			break;
+		case 'j':
+			nthreads = number(optarg, 1, MAX_THREADS, "threads");
 			break;
 		case 'l':
 			size = number(optarg, 0, MAX_PAYLOAD, "size");
@@ -165,9 +296,9 @@ main(int argc, char **argv)
 		    dport, nports);
 		exit(2);
 	}
-	if (sport != 0 && sport + nsrc - 1 > 65535) {
-		fprintf(stderr, "udpblast: source ports %lu + %lu pass 65535\n",
-		    sport, nsrc);
+	if (sport != 0 && sport + nthreads * nsrc - 1 > 65535) {
+		fprintf(stderr, "udpblast: source ports from %lu pass 65535\n",
+		    sport);
 		exit(2);
 	}
 	memset(&dst, 0, sizeof dst);
@@ -178,31 +309,20 @@ main(int argc, char **argv)
 	}
 
 	if ((payload = calloc(1, size ? size : 1)) == NULL ||
-	    (src = calloc(nsrc, sizeof *src)) == NULL) {
+	    (sd = calloc(nthreads, sizeof *sd)) == NULL) {
 		perror("udpblast: calloc");
 		exit(1);
 	}
 	for (i = 0; i < size; i++)
 		payload[i] = (uint8_t)i;
-	sz = 4 * 1024 * 1024;
-	for (k = 0; k < nsrc; k++) {
-		src[k].fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		if (src[k].fd == -1) {
-			perror("udpblast: socket");
-			exit(1);
-		}
-		setsockopt(src[k].fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-		setsockopt(src[k].fd, SOL_SOCKET, SO_REUSEADDR, &one,
-		    sizeof one);
-		memset(&sin, 0, sizeof sin);
-		sin.sin_family = AF_INET;
-		sin.sin_port = htons((uint16_t)(sport ? sport + k : 0));
-		if (bind(src[k].fd, (struct sockaddr *)&sin, sizeof sin) == -1) {
-			fprintf(stderr, "udpblast: bind port %lu: %s\n",
-			    sport ? sport + k : 0, strerror(errno));
-			exit(1);
-		}
-		src[k].left = nports;
+	for (t = 0; t < nthreads; t++) {
+		sender_open(&sd[t], t);
+		/* Split -c; the first threads take the remainder. */
+		if (count != 0)
+			sd[t].count = count / nthreads +
+			    (t < count % nthreads ? 1 : 0);
+		if (count != 0 && sd[t].count == 0)
+			sd[t].count = ~0ULL;	/* nothing: stop at once */
 	}
 
 	memset(&sa, 0, sizeof sa);
@@ -211,77 +331,34 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	for (i = 0; i < batch; i++) {
-		to[i] = dst;
-		iov[i].iov_base = payload;
-		iov[i].iov_len = size;
-		msg[i].msg_hdr.msg_name = &to[i];
-		msg[i].msg_hdr.msg_namelen = sizeof to[i];
-		msg[i].msg_hdr.msg_iov = &iov[i];
-		msg[i].msg_hdr.msg_iovlen = 1;
-	}
-
 	t0 = now();
 	deadline = t0 + secs;
-	while (!stop) {
-		struct src	*s;
-
-		/* Every 16 batches: the clock (a vDSO call, cheap). */
-		if ((iter++ & 15) == 0 && now() >= deadline)
-			break;
-		if (count != 0 && sent >= count)
-			break;
-		/* The next socket with something left to send. */
-		for (k = 0; k < nsrc; k++) {
-			s = &src[(cur + k) % nsrc];
-			if (!once || s->left > 0)
-				break;
+	for (t = 0; t < nthreads; t++) {
+		if (sd[t].count == ~0ULL) {
+			sd[t].end = t0;
+			continue;
 		}
-		if (k == nsrc)
-			break;			/* -o: every flow sent */
-		s = &src[(cur + k) % nsrc];
-		cur = (cur + k + 1) % nsrc;
-
-		n = (unsigned)batch;
-		if (once && s->left < n)
-			n = (unsigned)s->left;
-		if (count != 0 && count - sent < n)
-			n = (unsigned)(count - sent);
-		for (i = 0; i < n; i++) {
-			to[i].sin_port = htons((uint16_t)(dport + s->next));
-			if (++s->next == nports)
-				s->next = 0;
-		}
-		r = sendmmsg(s->fd, msg, n, 0);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != ENOBUFS && errno != EAGAIN &&
-			    errno != ECONNREFUSED && errno != EPERM) {
-				perror("udpblast: sendmmsg");
-				exit(1);
-			}
-			/* Skip the first packet: it was refused. */
-			errors++;
-			r = 1;
-		} else
-			sent += (unsigned)r;
-		if (once)
-			s->left -= (unsigned)r;
-		/* Refused or short: those ports come again (not -o). */
-		if (!once && (unsigned)r < n) {
-			unsigned back = n - (unsigned)r;
-
-			s->next = (uint32_t)((s->next + nports -
-			    back % nports) % nports);
+		if ((err = pthread_create(&sd[t].thread, NULL, sender_run,
+		    &sd[t])) != 0) {
+			fprintf(stderr, "udpblast: pthread_create: %s\n",
+			    strerror(err));
+			exit(1);
 		}
 	}
-	t1 = now();
+	t1 = t0;
+	for (t = 0; t < nthreads; t++) {
+		if (sd[t].count != ~0ULL)
+			pthread_join(sd[t].thread, NULL);
+		sent += sd[t].sent;
+		errors += sd[t].errors;
+		if (sd[t].end > t1)
+			t1 = sd[t].end;
+	}
 	if (!quiet)
 		fprintf(stderr, "udpblast: %llu packets in %.3f s\n", sent,
 		    t1 - t0);
 	printf("sent=%llu elapsed=%.6f pps=%.0f errors=%llu flows=%lu\n",
 	    sent, t1 - t0, t1 > t0 ? (double)sent / (t1 - t0) : 0.0, errors,
-	    nsrc * nports);
+	    nthreads * nsrc * nports);
 	return (0);
 }
