@@ -768,6 +768,14 @@ sip_body(struct sip_ctx *x, struct sip_dialog *d)
 		sdp_parser_free(pa);
 		return;
 	}
+	if (d == NULL) {
+		/*
+		 * No dialog (the limit, or SDP outside an INVITE's dialog):
+		 * no media ports to give, so name no public address either.
+		 */
+		sdp_parser_free(pa);
+		return;
+	}
 	if (sip_sdp_has_ice(sdp)) {
 		/* ICE found its own way through: leave its SDP alone. */
 		sip_count(SIP_UNTOUCHED_ICE);
