@@ -26,40 +26,13 @@
  */
 
 #define DEFAULT_SEED	0x5eed1071u
+#include "util.h"
 #define RANDOM_ROUNDS	20000
 
-static uint32_t	rng_state;
 
-static uint32_t	rng(void);
-static void	rng_seed(void);
 static uint16_t	ref_cksum(const uint8_t *, size_t);
 static void	store_cksum(uint8_t *, size_t, size_t);
 static size_t	make_l4(uint8_t *, uint8_t, size_t);
-
-/* A small PRNG (xorshift32) so every run sees the same packets. */
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return (rng_state);
-}
-
-/* Seed the PRNG from SIPNAT_TEST_SEED or the default. */
-static void
-rng_seed(void)
-{
-	const char	*s = getenv("SIPNAT_TEST_SEED");
-
-	rng_state = DEFAULT_SEED;
-	if (s != NULL && *s != '\0') {
-		rng_state = (uint32_t)strtoul(s, NULL, 0);
-		if (rng_state == 0)
-			rng_state = 1;
-		print_message("seed %u (SIPNAT_TEST_SEED)\n", rng_state);
-	}
-}
 
 /* A reference checksum, byte by byte in big-endian order, host result. */
 static uint16_t

@@ -26,6 +26,7 @@
  */
 
 #define DEFAULT_SEED	0xf4a9f4a9u
+#include "util.h"
 #define MEMORY		(4u << 20)	/* room for many datagrams */
 #define TIMEOUT		30
 #define NOW		1000
@@ -40,17 +41,12 @@ struct frags {
 	int		 fail_at;	/* make the emit fail at this one */
 };
 
-static uint32_t		 rng_state;
 static uint8_t		 dgram[SIPNAT_MAX_PKT];	/* the original */
 static size_t		 dlen;
 static uint8_t		 result[SIPNAT_MAX_PKT];	/* reassembled */
 static size_t		 rlen;
 static struct frags	*fr;
 
-static uint32_t	rng(void);
-static void	rng_seed(void);
-static void	put16(uint8_t *, uint16_t);
-static uint16_t	get16(const uint8_t *);
 static size_t	make_dgram(uint8_t *, const uint8_t *, size_t, size_t,
 		    uint16_t);
 static size_t	make_frag(uint8_t *, size_t, size_t, bool);
@@ -59,46 +55,6 @@ static int	feed_piece(size_t, size_t, bool, uint64_t);
 static int	collect_cb(const uint8_t *, size_t, void *);
 static void	assert_reassembled(void);
 static void	check_fragments(unsigned, int);
-
-/* A small PRNG (xorshift32) so every run sees the same bytes. */
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return (rng_state);
-}
-
-/* Seed the PRNG from SIPNAT_TEST_SEED or the default. */
-static void
-rng_seed(void)
-{
-	const char	*s = getenv("SIPNAT_TEST_SEED");
-
-	rng_state = DEFAULT_SEED;
-	if (s != NULL && *s != '\0') {
-		rng_state = (uint32_t)strtoul(s, NULL, 0);
-		if (rng_state == 0)
-			rng_state = 1;
-		print_message("seed %u (SIPNAT_TEST_SEED)\n", rng_state);
-	}
-}
-
-/* Store a big-endian 16-bit field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* Read a big-endian 16-bit field. */
-static uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
 
 /*
  * A whole UDP-ish datagram from 192.0.2.1 to 203.0.113.1 with optlen

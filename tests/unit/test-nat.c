@@ -29,6 +29,7 @@
  */
 
 #define DEFAULT_SEED	0x11a7c0deu
+#include "util.h"
 #define START		10000
 #define PUB		"203.0.113.1"
 #define WAN_MTU		1400
@@ -55,20 +56,13 @@ struct capture {
 static struct config	 tc;
 
 static struct capture	*wan, *lan;
-static uint32_t		 rng_state;
 static uint16_t		 ip_id = 1;
 
-static uint32_t	rng(void);
-static void	rng_seed(void);
-static uint32_t	ip(const char *);
-static void	put16(uint8_t *, uint16_t);
-static uint16_t	get16(const uint8_t *);
 static int	capture(struct capture *, const uint8_t *, size_t);
 static int	to_wan(const uint8_t *, size_t);
 static int	to_lan(const uint8_t *, size_t);
 static void	conf_fill(struct config *);
 static void	restart(void);
-static void	fix_ip(uint8_t *);
 static void	fix_l4(uint8_t *);
 static size_t	make_ip(uint8_t *, uint8_t, const char *, const char *,
 		    size_t);
@@ -88,56 +82,6 @@ static const struct nat_io io = {
 	.to_wan = to_wan,
 	.to_lan = to_lan,
 };
-
-/* A small PRNG (xorshift32) so every run sees the same packets. */
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return (rng_state);
-}
-
-/* Seed the PRNG from SIPNAT_TEST_SEED or the default. */
-static void
-rng_seed(void)
-{
-	const char	*s = getenv("SIPNAT_TEST_SEED");
-
-	rng_state = DEFAULT_SEED;
-	if (s != NULL && *s != '\0') {
-		rng_state = (uint32_t)strtoul(s, NULL, 0);
-		if (rng_state == 0)
-			rng_state = 1;
-		print_message("seed %u (SIPNAT_TEST_SEED)\n", rng_state);
-	}
-}
-
-/* An address in network byte order. */
-static uint32_t
-ip(const char *s)
-{
-	struct in_addr	ia;
-
-	assert_int_equal(inet_pton(AF_INET, s, &ia), 1);
-	return (ia.s_addr);
-}
-
-/* Store a big-endian 16-bit field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* Read a big-endian 16-bit field. */
-static uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
 
 /* Keep a copy of a packet nat_input() sent. */
 static int
@@ -233,17 +177,6 @@ teardown(void **state)
 	free(lan);
 	wan = lan = NULL;
 	return (0);
-}
-
-/* Recompute the IPv4 header checksum. */
-static void
-fix_ip(uint8_t *buf)
-{
-	uint16_t	w;
-
-	buf[10] = buf[11] = 0;
-	w = cksum(buf, (buf[0] & 0x0f) * 4, 0);
-	memcpy(buf + 10, &w, 2);
 }
 
 /* Recompute the transport checksum, pseudo-header and all. */

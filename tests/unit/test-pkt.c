@@ -25,21 +25,15 @@
  */
 
 #define DEFAULT_SEED	0x9e3779b9u
+#include "util.h"
 #define TH_FIN		0x01
 #define TH_SYN		0x02
 #define TH_RST		0x04
 #define TH_ACK		0x10
 
-static uint32_t	rng_state;
 
-static uint32_t	rng(void);
-static void	rng_seed(void);
-static uint32_t	addr(const char *);
-static void	put16(uint8_t *, uint16_t);
-static uint16_t	get16(const uint8_t *);
 static size_t	make_ip(uint8_t *, uint8_t, const char *, const char *,
 		    size_t);
-static void	fix_ip(uint8_t *);
 static void	fix_l4(uint8_t *);
 static size_t	make_udp(uint8_t *, const char *, uint16_t, const char *,
 		    uint16_t, size_t);
@@ -48,67 +42,6 @@ static size_t	make_tcp(uint8_t *, const char *, uint16_t, const char *,
 static size_t	make_icmp(uint8_t *, const char *, const char *, uint8_t,
 		    uint8_t, uint16_t, size_t);
 static void	assert_valid(uint8_t *, size_t);
-
-/* A small PRNG (xorshift32) so every run sees the same packets. */
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return (rng_state);
-}
-
-/* Seed the PRNG from SIPNAT_TEST_SEED or the default. */
-static void
-rng_seed(void)
-{
-	const char	*s = getenv("SIPNAT_TEST_SEED");
-
-	rng_state = DEFAULT_SEED;
-	if (s != NULL && *s != '\0') {
-		rng_state = (uint32_t)strtoul(s, NULL, 0);
-		if (rng_state == 0)
-			rng_state = 1;
-		print_message("seed %u (SIPNAT_TEST_SEED)\n", rng_state);
-	}
-}
-
-/* An address in network byte order. */
-static uint32_t
-addr(const char *s)
-{
-	struct in_addr	ia;
-
-	assert_int_equal(inet_pton(AF_INET, s, &ia), 1);
-	return (ia.s_addr);
-}
-
-/* Store a big-endian 16-bit field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* Read a big-endian 16-bit field. */
-static uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
-
-/* Recompute the IPv4 header checksum. */
-static void
-fix_ip(uint8_t *buf)
-{
-	uint16_t	w;
-
-	buf[10] = buf[11] = 0;
-	w = cksum(buf, (buf[0] & 0x0f) * 4, 0);
-	memcpy(buf + 10, &w, 2);
-}
 
 /* A 20-byte IPv4 header for l4len bytes of payload; returns the total. */
 static size_t
@@ -123,9 +56,9 @@ make_ip(uint8_t *buf, uint8_t proto, const char *src, const char *dst,
 	put16(buf + 4, 0x1234);
 	buf[8] = 64;
 	buf[9] = proto;
-	a = addr(src);
+	a = ip(src);
 	memcpy(buf + 12, &a, 4);
-	a = addr(dst);
+	a = ip(dst);
 	memcpy(buf + 16, &a, 4);
 	fix_ip(buf);
 	return (20 + l4len);
@@ -266,8 +199,8 @@ test_parse_udp(void **state)
 	assert_int_equal(p.len, 58);
 	assert_int_equal(p.hl, 20);
 	assert_int_equal(p.proto, IPPROTO_UDP);
-	assert_int_equal(p.src, addr("10.0.0.2"));
-	assert_int_equal(p.dst, addr("192.0.2.1"));
+	assert_int_equal(p.src, ip("10.0.0.2"));
+	assert_int_equal(p.dst, ip("192.0.2.1"));
 	assert_false(p.frag);
 	assert_ptr_equal(p.l4, buf + 20);
 	assert_int_equal(p.l4len, 38);
@@ -557,8 +490,8 @@ test_udp_zero_cksum(void **state)
 	len = make_udp(buf, "10.0.0.2", 1000, "192.0.2.1", 2000, 20);
 	buf[26] = buf[27] = 0;
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
-	pkt_set_src(&p, addr("203.0.113.1"), 31000);
-	pkt_set_dst(&p, addr("198.51.100.1"), 5);
+	pkt_set_src(&p, ip("203.0.113.1"), 31000);
+	pkt_set_dst(&p, ip("198.51.100.1"), 5);
 	assert_int_equal(buf[26], 0);
 	assert_int_equal(buf[27], 0);
 	assert_int_equal(get16(buf + 20), 31000);
@@ -623,28 +556,28 @@ test_icmp_rewrite(void **state)
 
 	len = make_icmp(buf, "10.0.0.2", "192.0.2.1", 8, 0, 0x1111, 32);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
-	pkt_set_src(&p, addr("203.0.113.1"), 0x2222);
+	pkt_set_src(&p, ip("203.0.113.1"), 0x2222);
 	assert_int_equal(get16(buf + 24), 0x2222);
 	assert_int_equal(p.sport, 0x2222);
 	assert_int_equal(p.dport, 0x2222);
-	assert_int_equal(p.src, addr("203.0.113.1"));
+	assert_int_equal(p.src, ip("203.0.113.1"));
 	assert_valid(buf, len);
 
 	/* The reply comes back: the id goes back too. */
 	len = make_icmp(buf, "192.0.2.1", "203.0.113.1", 0, 0, 0x2222, 32);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
-	pkt_set_dst(&p, addr("10.0.0.2"), 0x1111);
+	pkt_set_dst(&p, ip("10.0.0.2"), 0x1111);
 	assert_int_equal(get16(buf + 24), 0x1111);
-	assert_int_equal(p.dst, addr("10.0.0.2"));
+	assert_int_equal(p.dst, ip("10.0.0.2"));
 	assert_valid(buf, len);
 
 	/* Port unreachable: bytes 4-7 and the ICMP checksum stay. */
 	len = make_icmp(buf, "192.0.2.1", "203.0.113.1", 3, 3, 0x0000, 28);
 	memcpy(save, buf, len);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
-	pkt_set_dst(&p, addr("10.0.0.2"), 0x4444);
+	pkt_set_dst(&p, ip("10.0.0.2"), 0x4444);
 	assert_memory_equal(buf + 20, save + 20, len - 20);
-	assert_int_equal(p.dst, addr("10.0.0.2"));
+	assert_int_equal(p.dst, ip("10.0.0.2"));
 	assert_valid(buf, len);
 }
 
@@ -680,7 +613,7 @@ test_parse_inner_truncated(void **state)
 	assert_int_equal(p.dport, 80);
 	assert_null(pkt_l4_cksum(&p));
 	/* Rewriting the quoted source still fixes the quoted IP header. */
-	pkt_set_src(&p, addr("10.0.0.2"), 5555);
+	pkt_set_src(&p, ip("10.0.0.2"), 5555);
 	assert_int_equal(get16(buf + 20), 5555);
 	assert_int_equal(cksum(buf, 20, 0), 0);
 

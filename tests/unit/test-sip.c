@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "alg.h"
+#include "util.h"
 
 /*
  * Golden tests for the SIP helper (alg-sip.c).  Each case is a pair of
@@ -70,9 +71,6 @@ static struct config	 tc;
 static struct capture	*wan, *lan;
 static uint16_t		 ip_id = 1;
 
-static uint32_t	ip(const char *);
-static void	put16(uint8_t *, uint16_t);
-static uint16_t	get16(const uint8_t *);
 static int	capture(struct capture *, const uint8_t *, size_t);
 static int	to_wan(const uint8_t *, size_t);
 static int	to_lan(const uint8_t *, size_t);
@@ -120,31 +118,6 @@ static const struct sip_case cases[] = {
 	{ "unparseable", { NULL }, "sip.errors.parse" },
 	{ "keepalive", { NULL }, "sip.keepalives" },
 };
-
-/* An address in network byte order. */
-static uint32_t
-ip(const char *s)
-{
-	struct in_addr	ia;
-
-	assert_int_equal(inet_pton(AF_INET, s, &ia), 1);
-	return (ia.s_addr);
-}
-
-/* Store a big-endian 16-bit field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* Read a big-endian 16-bit field. */
-static uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
 
 /* Keep a copy of a packet nat_input() sent. */
 static int

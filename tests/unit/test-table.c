@@ -28,6 +28,7 @@
  */
 
 #define DEFAULT_SEED	0x7ab1e5edu
+#include "util.h"
 #define START		5000		/* the clock at init */
 #define PORT_LO		20000
 #define PORT_HI		20009
@@ -52,52 +53,13 @@ struct sflow {
 };
 
 static struct config	tc;
-static uint32_t		rng_state;
 
-static uint32_t	rng(void);
-static void	rng_seed(void);
-static uint32_t	ip(const char *);
 static void	conf_fill(struct config *);
 static struct nat_session *flow(uint8_t, const char *, uint16_t,
 		    const char *, uint16_t);
 static void	count_cb(struct nat_session *, void *);
 static void	reinit(void);
 static void	stress_check(struct sflow *, size_t);
-
-/* A small PRNG (xorshift32) so every run sees the same flows. */
-static uint32_t
-rng(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 17;
-	rng_state ^= rng_state << 5;
-	return (rng_state);
-}
-
-/* Seed the PRNG from SIPNAT_TEST_SEED or the default. */
-static void
-rng_seed(void)
-{
-	const char	*s = getenv("SIPNAT_TEST_SEED");
-
-	rng_state = DEFAULT_SEED;
-	if (s != NULL && *s != '\0') {
-		rng_state = (uint32_t)strtoul(s, NULL, 0);
-		if (rng_state == 0)
-			rng_state = 1;
-		print_message("seed %u (SIPNAT_TEST_SEED)\n", rng_state);
-	}
-}
-
-/* An address in network byte order. */
-static uint32_t
-ip(const char *s)
-{
-	struct in_addr	ia;
-
-	assert_int_equal(inet_pton(AF_INET, s, &ia), 1);
-	return (ia.s_addr);
-}
 
 /* The configuration the tests start from, filled by hand. */
 static void

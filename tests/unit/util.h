@@ -1,0 +1,82 @@
+/*
+ * Helpers the unit tests share: a seeded PRNG, addresses and 16-bit
+ * fields, and the IPv4 header checksum.  A test defines DEFAULT_SEED
+ * before including this; SIPNAT_TEST_SEED in the environment overrides it.
+ */
+
+#ifndef TEST_UTIL_H
+#define TEST_UTIL_H
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef DEFAULT_SEED
+#define DEFAULT_SEED	1u
+#endif
+
+static uint32_t	rng_state = DEFAULT_SEED;
+
+/* A small PRNG (xorshift32) so every run sees the same packets. */
+static inline uint32_t
+rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 17;
+	rng_state ^= rng_state << 5;
+	return (rng_state);
+}
+
+/* Seed the PRNG from SIPNAT_TEST_SEED or the default. */
+static inline void
+rng_seed(void)
+{
+	const char	*s = getenv("SIPNAT_TEST_SEED");
+
+	rng_state = DEFAULT_SEED;
+	if (s != NULL && *s != '\0') {
+		rng_state = (uint32_t)strtoul(s, NULL, 0);
+		if (rng_state == 0)
+			rng_state = 1;
+		print_message("seed %u (SIPNAT_TEST_SEED)\n", rng_state);
+	}
+}
+
+/* An address in network byte order. */
+static inline uint32_t
+ip(const char *s)
+{
+	struct in_addr	ia;
+
+	assert_int_equal(inet_pton(AF_INET, s, &ia), 1);
+	return (ia.s_addr);
+}
+
+/* Store a big-endian 16-bit field. */
+static inline void
+put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+/* Read a big-endian 16-bit field. */
+static inline uint16_t
+get16(const uint8_t *p)
+{
+	return ((uint16_t)(p[0] << 8 | p[1]));
+}
+
+/* Recompute the IPv4 header checksum (cksum() from sipnat.h). */
+static inline void
+fix_ip(uint8_t *buf)
+{
+	uint16_t	w;
+
+	buf[10] = buf[11] = 0;
+	w = cksum(buf, (buf[0] & 0x0f) * 4, 0);
+	memcpy(buf + 10, &w, 2);
+}
+
+#endif /* TEST_UTIL_H */
