@@ -705,32 +705,38 @@ sip_sdp_mline_ok(const char *p, const char *end)
 /*
  * Is an SDP body safe to give sofia-sip's SDP parser?  It loops without
  * end, allocating, on bytes above 0x7f in a token and on some malformed
- * m= lines (both found by fuzzing), and stops silently at a NUL.
+ * m= lines (both found by fuzzing), and stops silently at a NUL.  It also
+ * ends a line at a lone CR, where a check that splits on LF alone would
+ * let an m= line through unchecked (found by fuzzing too): so lines end
+ * with LF or CRLF only, and each one is "x=value" (RFC 4566).
  * Non-ASCII text is allowed only in the free-text lines (s=, i=, u=, e=,
- * p=); control characters other than CR, LF and tab nowhere.
+ * p=); control characters other than tab nowhere.
  */
 static bool
 sip_sdp_safe(const char *p, size_t len)
 {
-	const char	*line = p, *end = p + len, *eol;
+	const char	*line = p, *end = p + len, *eol, *last;
 	size_t		 i;
 	bool		 text;
 
 	while (line < end) {
 		if ((eol = memchr(line, '\n', (size_t)(end - line))) == NULL)
 			eol = end;
-		text = strchr("siuep", *line) != NULL && *line != '\0';
-		for (i = 0; line + i < eol; i++) {
+		last = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
+		if (last > line && (last - line < 2 || line[1] != '=' ||
+		    line[0] < 'a' || line[0] > 'z'))
+			return (false);
+		text = last > line && strchr("siuep", line[0]) != NULL;
+		for (i = 0; line + i < last; i++) {
 			unsigned char	c = (unsigned char)line[i];
 
-			if (c == '\r' || c == '\t')
+			if (c == '\t')
 				continue;
 			if (c < 0x20 || c == 0x7f || (c > 0x7f && !text))
 				return (false);
 		}
-		if (eol - line > 2 && line[0] == 'm' && line[1] == '=' &&
-		    !sip_sdp_mline_ok(line + 2,
-		    eol[-1] == '\r' ? eol - 1 : eol))
+		if (line[0] == 'm' && last > line &&
+		    !sip_sdp_mline_ok(line + 2, last))
 			return (false);
 		line = eol + 1;
 	}
