@@ -37,6 +37,15 @@ struct alg {
 	bool		(*match)(const struct pkt *, enum nat_dir);
 	/* Parse, decide, edit with nat_payload_replace(). */
 	enum alg_verdict (*handle)(struct alg_pkt *);
+	/*
+	 * TCP, optional: the bytes of a stream from a message boundary on.
+	 * Returns how many of them make whole messages, writing what is to
+	 * go in their place to out (*outlen: its size, then its length; 0
+	 * drops them); 0 if it needs more bytes; -1 if it cannot read them
+	 * (the connection is then passed on unparsed).
+	 */
+	ssize_t		(*stream)(struct alg_pkt *, const uint8_t *, size_t,
+			    uint8_t *, size_t *);
 	/* Take a (re)loaded configuration; -1 with a cause refuses it. */
 	int		(*configure)(const struct config *, char **);
 	/* Once a second. */
@@ -62,6 +71,39 @@ void		 alg_cmd_foreach(void (*)(const struct alg_cmd *, void *),
 /* nat.c: what the core offers helpers */
 int		 nat_payload_replace(struct alg_pkt *, const uint8_t *, size_t);
 uint8_t		*nat_payload(const struct alg_pkt *, size_t *);
+
+/* stream.c: TCP streams for helpers that have a stream() */
+enum stream_counter {
+	STREAM_CONNECTIONS,
+	STREAM_MESSAGES,
+	STREAM_HELD,
+	STREAM_ACKS_SENT,
+	STREAM_SEGMENTS_OUT,
+	STREAM_RESENT,
+	STREAM_RETRANSMITS,
+	STREAM_OUT_OF_ORDER,
+	STREAM_DEGRADED,
+	STREAM_LIMIT_BUFFER,
+	STREAM_LIMIT_MEMORY,
+	STREAM_COUNTER_MAX
+};
+
+/* How stream.c sends the segments it makes. */
+struct stream_io {
+	uint32_t	 pub;
+	/* The MTU toward the receiver of a direction. */
+	unsigned	(*mtu)(enum nat_dir);
+	/* A segment from the sender's side: translate it and send it on. */
+	void		(*to_receiver)(struct pkt *, struct nat_session *,
+			    enum nat_dir);
+	/* A segment addressed to the sender of a direction (our ACKs). */
+	void		(*to_sender)(struct pkt *, enum nat_dir);
+};
+
+void		 stream_configure(size_t, size_t, const struct stream_io *);
+bool		 stream_segment(struct alg_pkt *, const struct alg *);
+void		 stream_tick(uint64_t);
+void		 stream_stats(void (*)(const char *, uint64_t, void *), void *);
 
 /* alg-sip.c */
 extern const struct alg alg_sip;

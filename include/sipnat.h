@@ -36,6 +36,7 @@
 struct event_base;
 struct evbuffer;
 struct pkt;
+struct stream;
 
 /* An IPv4 prefix; both fields in network byte order. */
 struct prefix {
@@ -90,6 +91,8 @@ struct config {
 	unsigned	 max_sessions_per_host;
 	unsigned	 max_pinholes;
 	size_t		 frag_memory;
+	size_t		 stream_buffer;		/* per direction of a stream */
+	size_t		 stream_memory;		/* all TCP streams */
 
 	/* [sip] */
 	struct config_sip_port {
@@ -362,6 +365,7 @@ struct nat_session {
 	uint64_t	 last;
 	uint64_t	 pkts[2];	/* by enum nat_dir */
 	uint64_t	 bytes[2];
+	struct stream	*stream;	/* a helper reads it as a stream */
 };
 
 enum nat_refusal {
@@ -422,6 +426,10 @@ typedef int	(*frag_emit_cb)(const uint8_t *, size_t, void *);
 int		 frag_output(const uint8_t *, size_t, unsigned, frag_emit_cb,
 		     void *);
 size_t		 frag_pending(void);
+
+/* stream.c (the rest is in alg.h) */
+void		 stream_free(struct stream *);
+void		 stream_free_all(void);
 
 /* nat.c */
 struct nat_io {

@@ -148,6 +148,7 @@ struct sip_ctx {
 	sip_t			*sip;
 	su_home_t		*home;
 	struct nat_mapping	*map;		/* the signalling mapping */
+	uint8_t			 proto;		/* its transport */
 	uint32_t		 in_addr;
 	char			 in_str[INET_ADDRSTRLEN];
 	char			 pub_str[INET_ADDRSTRLEN];
@@ -192,11 +193,12 @@ sip_port_normalised(uint16_t port)
 	return (false);
 }
 
-/* Cheap match: UDP to or from a SIP port set to normalise. */
+/* Cheap match: UDP or TCP to or from a SIP port set to normalise. */
 static bool
 sip_match(const struct pkt *p, enum nat_dir dir)
 {
-	if (p->proto != IPPROTO_UDP || sip.nports == 0)
+	if ((p->proto != IPPROTO_UDP && p->proto != IPPROTO_TCP) ||
+	    sip.nports == 0)
 		return (false);
 	return (sip_port_normalised(p->dport) ||
 	    sip_port_normalised(p->sport));
@@ -358,9 +360,9 @@ sip_public_port(struct sip_ctx *x, uint16_t port)
 
 	if (port == x->map->in_port)
 		return (x->map->pub_port);
-	if ((m = nat_mapping_find(IPPROTO_UDP, x->in_addr, port)) != NULL)
+	if ((m = nat_mapping_find(x->proto, x->in_addr, port)) != NULL)
 		return (m->pub_port);
-	if ((m = nat_mapping_get(IPPROTO_UDP, x->in_addr, port, &why)) ==
+	if ((m = nat_mapping_get(x->proto, x->in_addr, port, &why)) ==
 	    NULL) {
 		sip_count(SIP_NO_MAPPING);
 		return (0);
@@ -379,7 +381,7 @@ sip_inside_port(struct sip_ctx *x, uint16_t port)
 {
 	struct nat_mapping	*m;
 
-	if ((m = nat_mapping_public(IPPROTO_UDP, port)) == NULL ||
+	if ((m = nat_mapping_public(x->proto, port)) == NULL ||
 	    m->in_addr != x->in_addr)
 		return (0);
 	return (m->in_port);
@@ -459,7 +461,8 @@ sip_rewrite_via(struct sip_ctx *x)
 {
 	sip_via_t	*v = x->sip->sip_via;
 
-	if (strcasecmp(v->v_protocol, "SIP/2.0/UDP") != 0)
+	if (strcasecmp(v->v_protocol, x->proto == IPPROTO_TCP ?
+	    "SIP/2.0/TCP" : "SIP/2.0/UDP") != 0)
 		return;
 	sip_rewrite_hostport(x, (msg_header_t *)v, &v->v_host, &v->v_port);
 }
@@ -892,7 +895,7 @@ sip_register_out(struct sip_ctx *x)
 		}
 	}
 	if (port != x->map->in_port &&
-	    (m = nat_mapping_find(IPPROTO_UDP, x->in_addr, port)) == NULL)
+	    (m = nat_mapping_find(x->proto, x->in_addr, port)) == NULL)
 		m = x->map;
 	aor = sip_url_string(x->home, x->sip->sip_to->a_url);
 	if (aor == NULL)
@@ -1089,9 +1092,9 @@ sip_is_keepalive(const uint8_t *p, size_t len)
 	return (true);
 }
 
-/* Encode the edited message and put it in the packet. */
-static int
-sip_emit(struct sip_ctx *x)
+/* Encode the edited message into out; its length, or -1. */
+static ssize_t
+sip_emit(struct sip_ctx *x, uint8_t *out, size_t size)
 {
 	msg_iovec_t	iov[256];
 	isize_t		n;
@@ -1104,12 +1107,12 @@ sip_emit(struct sip_ctx *x)
 	if (n == 0 || n > 256)
 		return (-1);
 	for (i = 0; i < (size_t)n; i++) {
-		if (len + iov[i].mv_len > sizeof sip.out)
+		if (len + iov[i].mv_len > size)
 			return (-1);
-		memcpy(sip.out + len, iov[i].mv_base, iov[i].mv_len);
+		memcpy(out + len, iov[i].mv_base, iov[i].mv_len);
 		len += iov[i].mv_len;
 	}
-	return (nat_payload_replace(x->ap, sip.out, len));
+	return ((ssize_t)len);
 }
 
 /* A message that could not be handled: forward as is, or drop. */
@@ -1138,27 +1141,24 @@ sip_complete(msg_t *msg, sip_t *s)
 	return (s->sip_request != NULL || s->sip_status != NULL);
 }
 
-/* The handler: parse, rewrite, put back. */
-static enum alg_verdict
-sip_handle(struct alg_pkt *ap)
+/*
+ * Parse one whole message and rewrite it into out (at most *outlen
+ * bytes).  Returns 1 if rewritten (*outlen its length), 0 if it stays as
+ * it is, -1 if it could not be handled (*why says why).
+ */
+static int
+sip_message(struct alg_pkt *ap, const uint8_t *data, size_t len,
+    uint8_t *out, size_t *outlen, enum sip_counter *why)
 {
 	struct sip_ctx	 x;
-	uint8_t		*data;
-	size_t		 len;
 	struct in_addr	 ia;
-
-	data = nat_payload(ap, &len);
-	sip_count(ap->dir == DIR_OUT ? SIP_MSG_OUT : SIP_MSG_IN);
-	if (data == NULL || sip_is_keepalive(data, len)) {
-		sip_count(SIP_KEEPALIVE);
-		return (ALG_PASS);
-	}
-	if (len > sip.max_message)
-		return (sip_bad(SIP_OVERSIZED));
+	ssize_t		 n;
+	int		 r = 0;
 
 	memset(&x, 0, sizeof x);
 	x.ap = ap;
 	x.map = ap->s->map;
+	x.proto = ap->p->proto;
 	x.in_addr = x.map->in_addr;
 	x.remote = ap->dir == DIR_OUT ? ap->p->dst : ap->p->src;
 	ia.s_addr = x.in_addr;
@@ -1166,14 +1166,15 @@ sip_handle(struct alg_pkt *ap)
 	ia.s_addr = ap->pub;
 	inet_ntop(AF_INET, &ia, x.pub_str, sizeof x.pub_str);
 
-	x.msg = msg_make(sip_default_mclass(), MSG_FLG_EXTRACT_COPY, data,
-	    (ssize_t)len);
+	*why = SIP_PARSE_ERROR;
+	x.msg = msg_make(sip_default_mclass(), MSG_FLG_EXTRACT_COPY,
+	    (const char *)data, (ssize_t)len);
 	if (x.msg == NULL)
-		return (sip_bad(SIP_PARSE_ERROR));
+		return (-1);
 	x.sip = sip_object(x.msg);
 	if (!sip_complete(x.msg, x.sip)) {
 		msg_destroy(x.msg);
-		return (sip_bad(SIP_PARSE_ERROR));
+		return (-1);
 	}
 	x.home = msg_home(x.msg);
 
@@ -1183,15 +1184,150 @@ sip_handle(struct alg_pkt *ap)
 		sip_in(&x);
 
 	if (x.changed) {
-		if (sip_emit(&x) == -1) {
+		if ((n = sip_emit(&x, out, *outlen)) == -1) {
 			msg_destroy(x.msg);
-			return (sip_bad(SIP_TOO_BIG));
+			*why = SIP_TOO_BIG;
+			return (-1);
 		}
+		*outlen = (size_t)n;
 		sip_count(SIP_REWRITTEN);
+		r = 1;
 	} else if (x.saw_public)
 		sip_count(SIP_UNTOUCHED_PUBLIC);
 	msg_destroy(x.msg);
+	return (r);
+}
+
+/* The handler for SIP over UDP: parse, rewrite, put back. */
+static enum alg_verdict
+sip_handle(struct alg_pkt *ap)
+{
+	enum sip_counter	 why;
+	uint8_t			*data;
+	size_t			 len, outlen = sizeof sip.out;
+
+	data = nat_payload(ap, &len);
+	sip_count(ap->dir == DIR_OUT ? SIP_MSG_OUT : SIP_MSG_IN);
+	if (data == NULL || sip_is_keepalive(data, len)) {
+		sip_count(SIP_KEEPALIVE);
+		return (ALG_PASS);
+	}
+	if (len > sip.max_message)
+		return (sip_bad(SIP_OVERSIZED));
+	switch (sip_message(ap, data, len, sip.out, &outlen, &why)) {
+	case -1:
+		return (sip_bad(why));
+	case 1:
+		if (nat_payload_replace(ap, sip.out, outlen) == -1)
+			return (sip_bad(SIP_TOO_BIG));
+		break;
+	}
 	return (ALG_PASS);
+}
+
+/* The value of a Content-Length header ("l" compact) in a head, or -1. */
+static long
+sip_head_length(const uint8_t *p, size_t len)
+{
+	const uint8_t	*end = p + len, *eol, *v;
+	size_t		 nlen;
+	long		 cl;
+
+	while (p < end) {
+		if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			eol = end;
+		v = memchr(p, ':', (size_t)(eol - p));
+		if (v != NULL) {
+			nlen = (size_t)(v - p);
+			while (nlen > 0 && (p[nlen - 1] == ' ' ||
+			    p[nlen - 1] == '\t'))
+				nlen--;
+			if ((nlen == 14 && strncasecmp((const char *)p,
+			    "Content-Length", 14) == 0) ||
+			    (nlen == 1 && (*p == 'l' || *p == 'L'))) {
+				for (v++; v < eol && (*v == ' ' || *v == '\t');
+				    v++)
+					;
+				if (v == eol || *v < '0' || *v > '9')
+					return (-1);
+				for (cl = 0; v < eol && *v >= '0' && *v <= '9';
+				    v++) {
+					cl = cl * 10 + (*v - '0');
+					if (cl > SIPNAT_MAX_PKT)
+						return (-1);
+				}
+				return (cl);
+			}
+		}
+		p = eol + 1;
+	}
+	return (-1);
+}
+
+/*
+ * The stream handler for SIP over TCP: take the first whole message of
+ * the bytes (RFC 3261 18.3: its head, then Content-Length bytes of body)
+ * and rewrite it like a datagram.  CRLF keep-alives between messages
+ * pass as they are.
+ */
+static ssize_t
+sip_stream(struct alg_pkt *ap, const uint8_t *data, size_t len,
+    uint8_t *out, size_t *outlen)
+{
+	enum sip_counter	 why;
+	const uint8_t		*eoh;
+	size_t			 k, head, total, scan;
+	long			 cl;
+
+	for (k = 0; k < len && (data[k] == '\r' || data[k] == '\n'); k++)
+		;
+	if (k > 0) {
+		if (k > *outlen)
+			return (-1);
+		memcpy(out, data, k);
+		*outlen = k;
+		sip_count(SIP_KEEPALIVE);
+		return ((ssize_t)k);
+	}
+	scan = len < sip.max_message ? len : sip.max_message;
+	if ((eoh = memmem(data, scan, "\r\n\r\n", 4)) == NULL) {
+		if (len < sip.max_message)
+			return (0);
+		sip_count(SIP_OVERSIZED);
+		return (-1);
+	}
+	head = (size_t)(eoh - data) + 4;
+	if ((cl = sip_head_length(data, head)) == -1) {
+		/* Without it a stream cannot be framed (RFC 3261 18.3). */
+		sip_count(SIP_PARSE_ERROR);
+		return (-1);
+	}
+	total = head + (size_t)cl;
+	if (len < total)
+		return (0);
+	sip_count(ap->dir == DIR_OUT ? SIP_MSG_OUT : SIP_MSG_IN);
+	if (total > sip.max_message) {
+		why = SIP_OVERSIZED;
+		goto bad;
+	}
+	switch (sip_message(ap, data, total, out, outlen, &why)) {
+	case -1:
+		goto bad;
+	case 1:
+		return ((ssize_t)total);
+	}
+	goto same;
+bad:
+	if (sip_bad(why) == ALG_DROP) {
+		*outlen = 0;
+		return ((ssize_t)total);
+	}
+same:
+	if (total > *outlen)
+		return (-1);
+	memcpy(out, data, total);
+	*outlen = total;
+	return ((ssize_t)total);
 }
 
 /* The last packet seen on any session of a mapping. */
@@ -1438,6 +1574,7 @@ const struct alg alg_sip = {
 	.name = "sip",
 	.match = sip_match,
 	.handle = sip_handle,
+	.stream = sip_stream,
 	.configure = sip_configure,
 	.tick = sip_tick,
 	.shutdown = sip_shutdown,

@@ -72,6 +72,7 @@ alg_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
 	for (a = algs; *a != NULL; a++)
 		if ((*a)->stats != NULL)
 			(*a)->stats(cb, arg);
+	stream_stats(cb, arg);
 }
 
 /* A control command some helper adds. */

@@ -156,6 +156,12 @@ static const struct config_key config_keys[] = {
 	{ .section = "limits", .name = "fragment_memory",
 	  .type = CONFIG_SIZE, FIELD(frag_memory),
 	  .min = CONFIG_MIN_FRAG_MEMORY, .max = CONFIG_MAX_FRAG_MEMORY },
+	{ .section = "limits", .name = "tcp_stream_buffer",
+	  .type = CONFIG_SIZE, FIELD(stream_buffer),
+	  .min = 4096, .max = 1024 * 1024 },
+	{ .section = "limits", .name = "tcp_stream_memory",
+	  .type = CONFIG_SIZE, FIELD(stream_memory),
+	  .min = 64 * 1024, .max = 1024ULL * 1024 * 1024 },
 
 	{ .section = "sip", .name = "ports",
 	  .type = CONFIG_SIP_PORTS, FIELD(sip_ports) },
@@ -292,6 +298,8 @@ config_defaults(struct config *c)
 	c->max_sessions_per_host = 8192;
 	c->max_pinholes = 65536;
 	c->frag_memory = 4 * 1024 * 1024;
+	c->stream_buffer = 64 * 1024;
+	c->stream_memory = 16 * 1024 * 1024;
 
 	c->sip_ports[0].port = 5060;
 	c->sip_ports[0].normalise = true;

@@ -290,6 +290,7 @@ nat_table_free(void)
 {
 	int	i;
 
+	stream_free_all();
 	for (i = 0; i < NPROTO; i++)
 		free(t.pub[i]);
 	free(t.buckets);
@@ -821,6 +822,7 @@ nat_session_create(struct nat_mapping *m, uint32_t rem_addr,
 	s->map = m;
 	s->rem_addr = rem_addr;
 	s->rem_port = rem_port;
+	s->stream = NULL;
 	s->created = s->last = nat_clock;
 	key_set(&s->node_out.key, NODE_SESSION_OUT, m->proto, m->in_addr,
 	    m->in_port, rem_addr, rem_port);
@@ -845,6 +847,8 @@ nat_session_remove(struct nat_session *s)
 	struct nat_host		*h = m->host;
 
 	timer_del(&t.wheel, &s->timer);
+	stream_free(s->stream);
+	s->stream = NULL;
 	node_remove(&s->node_out);
 	node_remove(&s->node_in);
 	LIST_REMOVE(s, entry);

@@ -33,9 +33,16 @@ static struct {
 	unsigned		 icmp_tokens;
 	uint8_t			 icmp[IP_HDR_MIN + 8 + ICMP_QUOTE];
 	uint8_t			 edit[SIPNAT_MAX_PKT];
+	struct stream_io	 sio;
 } n;
 
 static void	nat_inbound(struct pkt *);
+static void	nat_out_send(struct pkt *, struct nat_session *);
+static void	nat_in_send(struct pkt *, struct nat_session *);
+static unsigned	nat_stream_mtu(enum nat_dir);
+static void	nat_stream_to_receiver(struct pkt *, struct nat_session *,
+		    enum nat_dir);
+static void	nat_stream_to_sender(struct pkt *, enum nat_dir);
 
 /* Set up the table and fragment buffers for a configuration. */
 int
@@ -63,6 +70,11 @@ nat_configure(const struct config *c)
 	n.mss_clamp = c->mss_clamp;
 	nat_table_configure(c);
 	frag_configure(c->frag_memory, c->to_frag);
+	n.sio.pub = c->wan_addr;
+	n.sio.mtu = nat_stream_mtu;
+	n.sio.to_receiver = nat_stream_to_receiver;
+	n.sio.to_sender = nat_stream_to_sender;
+	stream_configure(c->stream_buffer, c->stream_memory, &n.sio);
 }
 
 /* Once a second: expire sessions and fragments, refill ICMP tokens. */
@@ -71,6 +83,7 @@ nat_tick(uint64_t now)
 {
 	nat_table_expire(now);
 	frag_expire(now);
+	stream_tick(now);
 	alg_tick(now);
 	n.icmp_tokens = ICMP_RATE;
 }
@@ -330,24 +343,66 @@ nat_payload_replace(struct alg_pkt *ap, const uint8_t *data, size_t len)
 	return (0);
 }
 
-/* Let a helper see the packet; false if it must be dropped. */
+/*
+ * Let a helper see the packet; false if it must not be sent on (dropped,
+ * or a TCP stream sent what was needed itself).  A TCP connection that a
+ * helper reads as a stream stays one, with its sequence numbers shifted,
+ * even if the helper lets it go.
+ */
 static bool
 nat_helper(struct pkt *p, enum nat_dir dir, struct nat_session *s)
 {
 	const struct alg	*a;
 	struct alg_pkt		 ap;
 
-	if ((a = alg_find(p, dir)) == NULL)
-		return (true);
+	a = alg_find(p, dir);
 	ap.p = p;
 	ap.dir = dir;
 	ap.s = s;
 	ap.pub = n.pub;
+	if (p->proto == IPPROTO_TCP) {
+		if (a != NULL && a->stream == NULL)
+			a = NULL;
+		if (a == NULL && s->stream == NULL)
+			return (true);
+		return (stream_segment(&ap, a));
+	}
+	if (a == NULL)
+		return (true);
 	if (a->handle(&ap) == ALG_DROP) {
 		stat_inc(STAT_DROP_ALG);
 		return (false);
 	}
 	return (true);
+}
+
+/* The MTU toward the receiver of a stream's direction. */
+static unsigned
+nat_stream_mtu(enum nat_dir dir)
+{
+	return (dir == DIR_OUT ? n.wan_mtu : (unsigned)n.conf->tun_mtu);
+}
+
+/* A segment a stream made from the sender's: translate, send on. */
+static void
+nat_stream_to_receiver(struct pkt *p, struct nat_session *s,
+    enum nat_dir dir)
+{
+	if (dir == DIR_OUT)
+		nat_out_send(p, s);
+	else
+		nat_in_send(p, s);
+}
+
+/* A stream's own ACK to a sender, addressed already. */
+static void
+nat_stream_to_sender(struct pkt *p, enum nat_dir dir)
+{
+	if (dir == DIR_OUT) {
+		if (n.io->to_lan(p->buf, p->len) == -1)
+			stat_inc(STAT_DROP_TUN);
+	} else
+		nat_emit_wan(p->buf, p->len, NULL);
 }
 
 /* After translation: a rewritten payload needs a whole new checksum. */
@@ -431,6 +486,13 @@ nat_outbound(struct pkt *p)
 	nat_session_touch(s, DIR_OUT, p->len);
 	if (!nat_helper(p, DIR_OUT, s))
 		return;
+	nat_out_send(p, s);
+}
+
+/* Translate an outbound packet of a session and send it. */
+static void
+nat_out_send(struct pkt *p, struct nat_session *s)
+{
 	pkt_set_src(p, n.pub, s->map->pub_port);
 	nat_fix_edited(p);
 	if (p->dst == n.pub) {
@@ -508,7 +570,15 @@ nat_inbound(struct pkt *p)
 	nat_session_touch(s, DIR_IN, p->len);
 	if (!nat_helper(p, DIR_IN, s))
 		return;
-	m = s->map;	/* a helper may have moved the mapping */
+	nat_in_send(p, s);
+}
+
+/* Translate an inbound packet of a session and send it. */
+static void
+nat_in_send(struct pkt *p, struct nat_session *s)
+{
+	struct nat_mapping	*m = s->map;	/* a helper may have moved it */
+
 	pkt_set_dst(p, m->in_addr, m->in_port);
 	nat_fix_edited(p);
 	nat_send_lan(p);

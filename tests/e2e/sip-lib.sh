@@ -6,11 +6,13 @@
 
 # Start sipp in NS as NAME (log NAME.log, messages NAME.msg) with a
 # scenario of tests/e2e/sip and more arguments; E2E_LAST_PID is its pid.
+# SIPP_TRANSPORT (u1, t1, tn) picks sipp's transport: UDP by default.
 sipp_bg() {
 	local ns=$1 name=$2 sf=$3
 
 	shift 3
 	e2e_bg "$ns" "$E2E_TMP/$name.log" sipp -sf "$SIPDIR/$sf" -nostdin \
+	    -t "${SIPP_TRANSPORT:-u1}" -max_socket 100 \
 	    -m 1 -timeout 40 -timeout_error \
 	    -trace_msg -message_file "$E2E_TMP/$name.msg" \
 	    -trace_err -error_file "$E2E_TMP/$name.err" \
@@ -19,9 +21,11 @@ sipp_bg() {
 
 # The provider in wan1 (UAS) and the phone in lan1 (UAC) with SCENARIO.
 start_provider() {
-	sipp_bg wan1 "$1" "$2" -i "$WAN1" -p 5060 -mp 17000 "${@:3}"
+	# sipp listens with one socket whatever its callers use (tn: t1).
+	SIPP_TRANSPORT=${SIPP_TRANSPORT/tn/t1} \
+	    sipp_bg wan1 "$1" "$2" -i "$WAN1" -p 5060 -mp 17000 "${@:3}"
 	PROV_PID=$E2E_LAST_PID
-	wait_until 5 udp_listening wan1 5060 ||
+	wait_until 5 sip_listening wan1 5060 ||
 	    fail "the provider's sipp does not listen on $WAN1:5060"
 }
 start_phone() {
@@ -45,6 +49,14 @@ wait_until() {
 
 udp_listening() {
 	e2e_exec "$1" ss -Huln "sport = :$2" | grep -q .
+}
+
+# Listening on the SIP transport sipp uses (SIPP_TRANSPORT).
+sip_listening() {
+	case ${SIPP_TRANSPORT:-u1} in
+	t*) e2e_exec "$1" ss -Htln "sport = :$2" | grep -q . ;;
+	*) udp_listening "$@" ;;
+	esac
 }
 
 not_running() {

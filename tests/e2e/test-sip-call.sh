@@ -136,6 +136,12 @@ if e2e_is_sipnatd; then
 	[ "$m_port" -ge 10000 ] && [ "$m_port" -le 32767 ] ||
 	    fail "the public media port $m_port is outside the NAT range"
 	e2e_log "sipnatctl showed $state $direction audio $inside -> $public -> $remote ($pout out, $pin in)"
+	case ${SIPP_TRANSPORT:-u1} in
+	t*)	n=$(stat tcp_stream.messages)
+		[ "${n:-0}" -ge 5 ] ||
+		    fail "SIP over TCP: tcp_stream.messages is ${n:-0}: the ALG did not read the stream"
+		e2e_log "the ALG read $n SIP messages from TCP streams" ;;
+	esac
 fi
 
 e2e_stop_sipnatd || fail "sipnatd did not exit cleanly"

@@ -1,0 +1,800 @@
+/* SPDX-License-Identifier: ISC */
+
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alg.h"
+
+/*
+ * TCP streams for helpers that rewrite a text protocol over TCP.  A
+ * helper needs whole messages, and TCP cuts them anywhere, so each
+ * direction of such a connection keeps the bytes of an unfinished message
+ * ("held") instead of sending them on, and tells the sender it has them
+ * with an ACK of its own, so that a sender that writes a byte at a time
+ * never stalls.  Once the helper has whole messages, their rewritten form
+ * goes out as new segments; it is kept until the receiver acknowledges
+ * it, and sent again if the sender retransmits or the receiver's ACKs stop
+ * short of it.  Rewriting changes lengths, so every sequence number of
+ * that direction after a change, and every ACK and SACK block of the
+ * other, is shifted (RFC 793 arithmetic, modulo 2^32).
+ *
+ * Bounds: a direction holds at most stream.buffer bytes unsent and as many
+ * sent but unacknowledged; all streams together at most stream.memory.
+ * Past a bound the connection "degrades": what it holds goes out as it
+ * came, and from then on its segments only have their sequence numbers
+ * shifted by what was already changed.
+ */
+
+#define STREAM_UNITS	32	/* sent, unacknowledged batches per direction */
+#define STREAM_RTO	1	/* seconds before sending a batch again */
+#define STREAM_TMPL	120	/* IP and TCP headers with options */
+#define TCP_FIN		0x01
+#define TCP_SYN		0x02
+#define TCP_RST		0x04
+#define TCP_PSH		0x08
+#define TCP_ACK		0x10
+
+#define SEQ_LT(a, b)	((int32_t)((a) - (b)) < 0)
+#define SEQ_LEQ(a, b)	((int32_t)((a) - (b)) <= 0)
+
+/* A batch of rewritten bytes sent, kept until the receiver has it. */
+struct stream_unit {
+	uint32_t	 oseq;		/* original range [oseq, oend) */
+	uint32_t	 oend;
+	uint32_t	 tseq;		/* where it starts, translated */
+	uint32_t	 off;		/* its bytes in hist */
+	uint32_t	 len;
+	uint64_t	 sent;		/* when it was last sent */
+};
+
+/* One direction: the sender's bytes and how they map to the receiver's. */
+struct stream_dir {
+	bool		 synced;	/* seen a SYN or a first segment */
+	bool		 plain;		/* degraded: no more parsing */
+	uint32_t	 plain_from;	/* where it degraded */
+	uint32_t	 nxt;		/* next original byte expected */
+	uint32_t	 sent;		/* original bytes before it are sent */
+	int32_t		 delta;		/* translated - original, from sent */
+	uint16_t	 mss;		/* the receiver's, from its SYN */
+	uint8_t		*held;		/* [sent, nxt), original bytes */
+	size_t		 nheld;
+	uint8_t		*hist;		/* the units' rewritten bytes */
+	size_t		 nhist;
+	struct stream_unit units[STREAM_UNITS];
+	unsigned	 nunits;
+	/* The other direction as this sender sees it, for our own ACKs. */
+	uint32_t	 peer_seq;	/* its next sequence number */
+	uint16_t	 peer_win;	/* its last window field, raw */
+	uint32_t	 last_ack;	/* the receiver's last ACK, translated */
+	unsigned	 dupacks;
+	/* The sender's last headers, to build segments on (options kept). */
+	uint8_t		 tmpl[STREAM_TMPL];
+	unsigned	 tmpl_hl;	/* IP header length */
+	unsigned	 tmpl_len;	/* IP and TCP headers */
+};
+
+struct stream {
+	LIST_ENTRY(stream) entry;
+	struct nat_session *s;
+	struct stream_dir dir[2];	/* by enum nat_dir of the sender */
+	size_t		 mem;
+};
+
+static struct {
+	size_t			 buffer;	/* per direction, each of held
+						   and hist */
+	size_t			 memory;	/* all streams */
+	size_t			 used;
+	unsigned		 count;
+	LIST_HEAD(, stream)	 all;
+	const struct stream_io	*io;
+	uint8_t			 out[SIPNAT_MAX_PKT];	/* rewritten bytes */
+	uint8_t			 seg[SIPNAT_MAX_PKT];	/* a segment built */
+	uint64_t		 counters[STREAM_COUNTER_MAX];
+} st = {
+	.all = LIST_HEAD_INITIALIZER(st.all),
+};
+
+static const char *stream_counter_names[STREAM_COUNTER_MAX] = {
+	[STREAM_CONNECTIONS] = "tcp_stream.connections",
+	[STREAM_MESSAGES] = "tcp_stream.messages",
+	[STREAM_HELD] = "tcp_stream.segments_held",
+	[STREAM_ACKS_SENT] = "tcp_stream.acks_sent",
+	[STREAM_SEGMENTS_OUT] = "tcp_stream.segments_out",
+	[STREAM_RESENT] = "tcp_stream.resent",
+	[STREAM_RETRANSMITS] = "tcp_stream.retransmits_seen",
+	[STREAM_OUT_OF_ORDER] = "tcp_stream.out_of_order",
+	[STREAM_DEGRADED] = "tcp_stream.degraded",
+	[STREAM_LIMIT_BUFFER] = "tcp_stream.limit.buffer",
+	[STREAM_LIMIT_MEMORY] = "tcp_stream.limit.memory",
+};
+
+#define stream_count(c)	(st.counters[(c)]++)
+
+static uint32_t	get32(const uint8_t *);
+static void	put32(uint8_t *, uint32_t);
+
+/* A 32-bit big-endian field. */
+static uint32_t
+get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3]);
+}
+
+/* Store a 32-bit big-endian field. */
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = (v >> 16) & 0xff;
+	p[2] = (v >> 8) & 0xff;
+	p[3] = v & 0xff;
+}
+
+/* Take the bounds and the way out; runs at start and on every reload. */
+void
+stream_configure(size_t buffer, size_t memory, const struct stream_io *io)
+{
+	st.buffer = buffer;
+	st.memory = memory;
+	st.io = io;
+}
+
+/* Make the stream state of a helper's TCP session; NULL at the limit. */
+static struct stream *
+stream_new(struct nat_session *s)
+{
+	struct stream	*sm;
+
+	if (st.used + sizeof *sm > st.memory) {
+		stream_count(STREAM_LIMIT_MEMORY);
+		return (NULL);
+	}
+	if ((sm = calloc(1, sizeof *sm)) == NULL)
+		return (NULL);
+	sm->s = s;
+	sm->mem = sizeof *sm;
+	st.used += sm->mem;
+	st.count++;
+	LIST_INSERT_HEAD(&st.all, sm, entry);
+	stream_count(STREAM_CONNECTIONS);
+	return (sm);
+}
+
+/* Free a session's stream state (the session is going). */
+void
+stream_free(struct stream *sm)
+{
+	int	i;
+
+	if (sm == NULL)
+		return;
+	for (i = 0; i < 2; i++) {
+		free(sm->dir[i].held);
+		free(sm->dir[i].hist);
+	}
+	st.used -= sm->mem;
+	st.count--;
+	LIST_REMOVE(sm, entry);
+	free(sm);
+}
+
+/* Free every stream (at exit, with the table). */
+void
+stream_free_all(void)
+{
+	while (!LIST_EMPTY(&st.all))
+		stream_free(LIST_FIRST(&st.all));
+}
+
+/* Give a direction its buffers, within the total; -1 at the limit. */
+static int
+stream_buffers(struct stream *sm, struct stream_dir *d)
+{
+	if (d->held != NULL)
+		return (0);
+	if (st.used + 2 * st.buffer > st.memory) {
+		stream_count(STREAM_LIMIT_MEMORY);
+		return (-1);
+	}
+	if ((d->held = malloc(st.buffer)) == NULL ||
+	    (d->hist = malloc(st.buffer)) == NULL) {
+		free(d->held);
+		d->held = NULL;
+		return (-1);
+	}
+	sm->mem += 2 * st.buffer;
+	st.used += 2 * st.buffer;
+	return (0);
+}
+
+/* The parts of a TCP segment this file reads. */
+struct stream_seg {
+	struct pkt	*p;
+	uint8_t		*tcp;
+	unsigned	 thl;		/* TCP header length */
+	uint8_t		*data;
+	size_t		 len;
+	uint32_t	 seq;
+	uint32_t	 ack;
+	uint8_t		 flags;
+};
+
+/* Read a segment's header fields. */
+static void
+stream_seg_read(struct stream_seg *g, struct pkt *p)
+{
+	g->p = p;
+	g->tcp = p->l4;
+	g->thl = (g->tcp[12] >> 4) * 4;
+	g->data = g->tcp + g->thl;
+	g->len = p->l4len - g->thl;
+	g->seq = get32(g->tcp + 4);
+	g->ack = get32(g->tcp + 8);
+	g->flags = g->tcp[13];
+}
+
+/* A sequence number of the sender, as the receiver is to see it. */
+static uint32_t
+stream_o2t(const struct stream_dir *d, uint32_t seq)
+{
+	unsigned	i;
+
+	/* Data held back: the receiver expects where we stopped. */
+	if (SEQ_LEQ(d->sent, seq))
+		return ((d->nheld > 0 ? d->sent : seq) + (uint32_t)d->delta);
+	for (i = 0; i < d->nunits; i++)
+		if (SEQ_LT(seq, d->units[i].oend))
+			return (d->units[i].tseq + (seq - d->units[i].oseq <
+			    d->units[i].len ? seq - d->units[i].oseq :
+			    d->units[i].len));
+	return (seq + (uint32_t)d->delta);
+}
+
+/*
+ * An acknowledgement from the receiver (translated space) as the sender
+ * is to see it.  Inside a batch it counts as none of the batch: the
+ * sender may resend it, and we send the batch again.
+ */
+static uint32_t
+stream_t2o(const struct stream_dir *d, uint32_t ack)
+{
+	const struct stream_unit	*u;
+	unsigned			 i;
+
+	for (i = 0; i < d->nunits; i++) {
+		u = &d->units[i];
+		if (SEQ_LEQ(ack, u->tseq))
+			return (ack - (u->tseq - u->oseq));
+		if (SEQ_LT(ack, u->tseq + u->len))
+			return (u->oseq);
+	}
+	return (ack - (uint32_t)d->delta);
+}
+
+/* Set a TCP header's 32-bit field at off, fixing the checksum. */
+static void
+stream_set32(struct pkt *p, unsigned off, uint32_t v)
+{
+	uint8_t		*f = p->l4 + off;
+	uint16_t	*sum = pkt_l4_cksum(p);
+	uint32_t	 old;
+
+	memcpy(&old, f, 4);
+	put32(f, v);
+	if (sum != NULL) {
+		uint32_t	new;
+
+		memcpy(&new, f, 4);
+		cksum_update32(sum, old, new);
+	}
+}
+
+/* Shift the SACK blocks of a segment from the receiver (RFC 2018). */
+static void
+stream_sack(struct stream_seg *g, const struct stream_dir *d)
+{
+	unsigned	i = 20, n, k;
+
+	while (i < g->thl) {
+		if (g->tcp[i] == 0)
+			break;
+		if (g->tcp[i] == 1) {
+			i++;
+			continue;
+		}
+		if (i + 1 >= g->thl || g->tcp[i + 1] < 2 ||
+		    i + g->tcp[i + 1] > g->thl)
+			break;
+		if (g->tcp[i] == 5) {
+			n = (g->tcp[i + 1] - 2) / 8;
+			for (k = 0; k < 2 * n; k++)
+				stream_set32(g->p, i + 2 + 4 * k,
+				    stream_t2o(d, get32(g->tcp + i + 2 + 4 * k)));
+		}
+		i += g->tcp[i + 1];
+	}
+}
+
+/* The MSS a SYN announces, or 0. */
+static uint16_t
+stream_syn_mss(const struct stream_seg *g)
+{
+	unsigned	i = 20;
+
+	while (i + 3 < g->thl) {
+		if (g->tcp[i] == 0)
+			break;
+		if (g->tcp[i] == 1) {
+			i++;
+			continue;
+		}
+		if (g->tcp[i + 1] < 2)
+			break;
+		if (g->tcp[i] == 2 && g->tcp[i + 1] == 4)
+			return ((uint16_t)(g->tcp[i + 2] << 8 | g->tcp[i + 3]));
+		i += g->tcp[i + 1];
+	}
+	return (0);
+}
+
+/*
+ * Send the sender an ACK for what we hold, as if from the receiver: the
+ * receiver's last sequence number and window as the sender knows them.
+ */
+static void
+stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	struct nat_session	*s = sm->s;
+	struct nat_mapping	*m = s->map;
+	uint8_t			*ip = st.seg, *tcp = st.seg + IP_HDR_MIN;
+	uint32_t		 src, dst;
+	uint16_t		 sport, dport, w;
+	struct pkt		 p;
+
+	memset(ip, 0, IP_HDR_MIN + 20);
+	if (dir == DIR_OUT) {
+		src = s->rem_addr;
+		sport = s->rem_port;
+		dst = m->in_addr;
+		dport = m->in_port;
+	} else {
+		src = st.io->pub;
+		sport = m->pub_port;
+		dst = s->rem_addr;
+		dport = s->rem_port;
+	}
+	ip[0] = 0x45;
+	ip[3] = IP_HDR_MIN + 20;
+	ip[8] = 64;
+	ip[9] = IPPROTO_TCP;
+	memcpy(ip + 12, &src, 4);
+	memcpy(ip + 16, &dst, 4);
+	w = cksum(ip, IP_HDR_MIN, 0);
+	memcpy(ip + 10, &w, 2);
+	w = htons(sport);
+	memcpy(tcp, &w, 2);
+	w = htons(dport);
+	memcpy(tcp + 2, &w, 2);
+	put32(tcp + 4, d->peer_seq);
+	put32(tcp + 8, ack);
+	tcp[12] = 5 << 4;
+	tcp[13] = TCP_ACK;
+	w = htons(d->peer_win);
+	memcpy(tcp + 14, &w, 2);
+	if (pkt_parse(&p, ip, IP_HDR_MIN + 20) != PKT_OK)
+		return;
+	w = cksum_l4(&p);
+	memcpy(tcp + 16, &w, 2);
+	stream_count(STREAM_ACKS_SENT);
+	st.io->to_sender(&p, dir);
+}
+
+/*
+ * Send bytes to the receiver as segments built on the sender's last
+ * headers (options kept), at most one MSS each, from translated tseq.
+ * FIN goes on the last one if fin.
+ */
+static void
+stream_send(struct stream *sm, enum nat_dir dir, uint32_t tseq,
+    const uint8_t *data, size_t len, bool fin)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	size_t			 hdr = d->tmpl_len, opt, mss, n, off = 0;
+	unsigned		 mtu = st.io->mtu(dir);
+	uint16_t		 w;
+	struct pkt		 p;
+
+	if (hdr == 0)
+		return;
+	opt = hdr - d->tmpl_hl - 20;
+	mss = mtu > hdr ? mtu - hdr : 536;
+	if (d->mss != 0 && d->mss < mss + opt)
+		mss = d->mss > opt ? d->mss - opt : 1;
+	do {
+		n = len - off < mss ? len - off : mss;
+		memcpy(st.seg, d->tmpl, hdr);
+		if (n > 0)
+			memcpy(st.seg + hdr, data + off, n);
+		w = htons((uint16_t)(hdr + n));
+		memcpy(st.seg + 2, &w, 2);
+		st.seg[10] = st.seg[11] = 0;
+		w = cksum(st.seg, d->tmpl_hl, 0);
+		memcpy(st.seg + 10, &w, 2);
+		if (pkt_parse(&p, st.seg, hdr + n) != PKT_OK)
+			return;
+		put32(p.l4 + 4, tseq + (uint32_t)off);
+		p.l4[13] = (uint8_t)((p.l4[13] & ~(TCP_FIN | TCP_PSH | TCP_SYN |
+		    TCP_RST)) | (off + n == len ? TCP_PSH |
+		    (fin ? TCP_FIN : 0) : 0));
+		p.tcp_flags = p.l4[13];
+		p.l4[16] = p.l4[17] = 0;
+		w = cksum_l4(&p);
+		memcpy(p.l4 + 16, &w, 2);
+		stream_count(STREAM_SEGMENTS_OUT);
+		st.io->to_receiver(&p, sm->s, dir);
+		off += n;
+	} while (off < len);
+}
+
+/* Keep a batch sent until the receiver acknowledges it; -1 if no room. */
+static int
+stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
+    uint32_t tseq, const uint8_t *data, size_t len)
+{
+	struct stream_unit	*u;
+
+	if (d->nunits == STREAM_UNITS || d->nhist + len > st.buffer)
+		return (-1);
+	u = &d->units[d->nunits++];
+	u->oseq = oseq;
+	u->oend = oend;
+	u->tseq = tseq;
+	u->off = (uint32_t)d->nhist;
+	u->len = (uint32_t)len;
+	u->sent = nat_now();
+	memcpy(d->hist + d->nhist, data, len);
+	d->nhist += len;
+	return (0);
+}
+
+/* Forget batches the receiver acknowledged (ack: translated). */
+static void
+stream_acked(struct stream_dir *d, uint32_t ack)
+{
+	unsigned	i, n = 0;
+	uint32_t	drop;
+
+	while (n < d->nunits &&
+	    SEQ_LEQ(d->units[n].tseq + d->units[n].len, ack))
+		n++;
+	if (n == 0)
+		return;
+	drop = d->units[n - 1].off + d->units[n - 1].len;
+	memmove(d->hist, d->hist + drop, d->nhist - drop);
+	d->nhist -= drop;
+	for (i = n; i < d->nunits; i++) {
+		d->units[i - n] = d->units[i];
+		d->units[i - n].off -= drop;
+	}
+	d->nunits -= n;
+}
+
+/* Send again every kept batch that ends after the original seq. */
+static bool
+stream_resend(struct stream *sm, enum nat_dir dir, uint32_t seq)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	struct stream_unit	*u;
+	unsigned		 i;
+	bool			 any = false;
+
+	for (i = 0; i < d->nunits; i++) {
+		u = &d->units[i];
+		if (SEQ_LEQ(u->oend, seq))
+			continue;
+		stream_send(sm, dir, u->tseq, d->hist + u->off, u->len, false);
+		u->sent = nat_now();
+		stream_count(STREAM_RESENT);
+		any = true;
+	}
+	return (any);
+}
+
+/*
+ * Give up parsing: what is held goes out as it came, and the direction
+ * only shifts sequence numbers from now on.
+ */
+static void
+stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+
+	if (!d->plain) {
+		log_info("tcp stream: %s, passing the connection unparsed",
+		    why);
+		stream_count(STREAM_DEGRADED);
+	}
+	if (d->nheld > 0) {
+		stream_send(sm, dir, d->sent + (uint32_t)d->delta, d->held,
+		    d->nheld, false);
+		d->sent += (uint32_t)d->nheld;
+		d->nheld = 0;
+	}
+	if (!d->plain)
+		d->plain_from = d->sent;
+	d->plain = true;
+}
+
+/*
+ * Let the helper take whole messages from the front of what is held, and
+ * send their rewritten form on as one batch.  A helper that cannot read
+ * the bytes (-1) ends parsing: they go on as they came.
+ */
+static void
+stream_parse(struct stream *sm, enum nat_dir dir, const struct alg *a,
+    struct alg_pkt *ap, bool fin)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	size_t			 used = 0, outlen = 0, n;
+	ssize_t			 k;
+	uint32_t		 tseq = d->sent + (uint32_t)d->delta;
+
+	while (used < d->nheld && !d->plain) {
+		n = sizeof st.out - outlen;
+		k = a->stream(ap, d->held + used, d->nheld - used,
+		    st.out + outlen, &n);
+		if (k == 0)
+			break;
+		if (k < 0 || (size_t)k > d->nheld - used) {
+			log_info("tcp stream: not a message the helper "
+			    "reads, passing the connection unparsed");
+			stream_count(STREAM_DEGRADED);
+			d->plain = true;
+			break;
+		}
+		stream_count(STREAM_MESSAGES);
+		used += (size_t)k;
+		outlen += n;
+	}
+	if ((fin || d->plain) && used < d->nheld) {
+		if (d->plain)
+			d->plain_from = d->sent + (uint32_t)used;
+		/* The rest as it came (the sender closes mid-message). */
+		memcpy(st.out + outlen, d->held + used, d->nheld - used);
+		outlen += d->nheld - used;
+		used = d->nheld;
+	}
+	if (used == 0 && !fin)
+		return;
+	if (outlen > 0 || fin)
+		stream_send(sm, dir, tseq, st.out, outlen, fin);
+	if (outlen > 0 && stream_keep(d, d->sent, d->sent + (uint32_t)used,
+	    tseq, st.out, outlen) == -1) {
+		stream_count(STREAM_LIMIT_BUFFER);
+		log_info("tcp stream: too much unacknowledged, passing the "
+		    "connection unparsed");
+		stream_count(STREAM_DEGRADED);
+		d->plain = true;
+		d->plain_from = d->sent + (uint32_t)used;
+	}
+	d->delta += (int32_t)outlen - (int32_t)used;
+	d->sent += (uint32_t)used;
+	memmove(d->held, d->held + used, d->nheld - used);
+	d->nheld -= used;
+}
+
+/*
+ * A segment from the receiver of direction dir: its ACK and SACK blocks
+ * refer to dir's translated bytes.  Shift them, forget what the receiver
+ * has, and send again what it seems to have lost (a second duplicate ACK).
+ */
+static void
+stream_from_receiver(struct stream *sm, enum nat_dir dir,
+    struct stream_seg *g)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	uint32_t		 ack = g->ack;
+
+	d->peer_win = (uint16_t)(g->tcp[14] << 8 | g->tcp[15]);
+	if (!(g->flags & TCP_ACK))
+		return;
+	if (d->nunits > 0 && ack == d->last_ack && g->len == 0 &&
+	    !(g->flags & (TCP_SYN | TCP_FIN | TCP_RST))) {
+		if (++d->dupacks == 2)
+			stream_resend(sm, dir, stream_t2o(d, ack));
+	} else
+		d->dupacks = 0;
+	d->last_ack = ack;
+	stream_sack(g, d);
+	stream_set32(g->p, 8, stream_t2o(d, ack));
+	stream_acked(d, ack);
+}
+
+/*
+ * New bytes in order, or a retransmission: hold them, let the helper take
+ * whole messages, and ACK the sender for what is left held.
+ */
+static void
+stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
+    const struct alg *a, struct alg_pkt *ap)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	uint32_t		 seq = g->seq;
+	const uint8_t		*data = g->data;
+	size_t			 len = g->len;
+	bool			 fin = (g->flags & TCP_FIN) != 0, resent;
+
+	if (SEQ_LT(seq, d->nxt)) {
+		/* Some or all of it seen before: a retransmission. */
+		stream_count(STREAM_RETRANSMITS);
+		if (SEQ_LEQ(seq + (uint32_t)len, d->nxt)) {
+			resent = SEQ_LT(seq, d->sent) &&
+			    stream_resend(sm, dir, seq);
+			if (!resent || d->nheld > 0)
+				stream_ack_sender(sm, dir, d->nxt);
+			return;
+		}
+		data += d->nxt - seq;
+		len -= d->nxt - seq;
+		seq = d->nxt;
+	}
+	if (d->nheld + len > st.buffer) {
+		stream_count(STREAM_LIMIT_BUFFER);
+		stream_degrade(sm, dir, "buffer limit");
+		stream_send(sm, dir, seq + (uint32_t)d->delta, data, len, fin);
+		d->sent = d->nxt = seq + (uint32_t)len + (fin ? 1 : 0);
+		return;
+	}
+	memcpy(d->held + d->nheld, data, len);
+	d->nheld += len;
+	d->nxt = seq + (uint32_t)len;
+	stream_parse(sm, dir, a, ap, fin);
+	if (d->nheld > 0) {
+		stream_count(STREAM_HELD);
+		stream_ack_sender(sm, dir, d->nxt);
+	}
+	if (fin) {
+		d->nxt++;
+		d->sent++;
+	}
+}
+
+/*
+ * A segment that is passed on whole: no data for the helper (ACKs, FIN,
+ * RST), or a direction no longer parsed.  Its sequence number is shifted;
+ * data sent again that we rewrote is replaced by what we sent.
+ */
+static bool
+stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	uint32_t		 end = g->seq + (uint32_t)g->len;
+
+	if ((g->flags & (TCP_FIN | TCP_RST)) && d->nheld > 0)
+		stream_degrade(sm, dir, "closed mid-message");
+	if (d->plain && g->len > 0 && SEQ_LT(g->seq, d->plain_from)) {
+		/* Sent again from before it degraded: what we sent then. */
+		if (!stream_resend(sm, dir, g->seq))
+			stream_ack_sender(sm, dir, d->plain_from);
+		return (false);
+	}
+	stream_set32(g->p, 4, stream_o2t(d, g->seq));
+	if (g->flags & TCP_FIN)
+		end++;
+	if (SEQ_LT(d->nxt, end))
+		d->nxt = d->sent = end;
+	return (true);
+}
+
+/* Keep the sender's headers to build our segments on. */
+static void
+stream_template(struct stream_dir *d, const struct stream_seg *g)
+{
+	size_t	len = g->p->hl + g->thl;
+
+	if (len > STREAM_TMPL)
+		return;
+	memcpy(d->tmpl, g->p->buf, len);
+	d->tmpl_hl = g->p->hl;
+	d->tmpl_len = (unsigned)len;
+}
+
+/*
+ * One segment of a connection a helper reads as a stream (a is NULL once
+ * the helper no longer wants it, e.g. after a reload).  Returns true if
+ * the caller is to send the segment on (its fields shifted), false if
+ * this file sent what was needed itself.
+ */
+bool
+stream_segment(struct alg_pkt *ap, const struct alg *a)
+{
+	struct nat_session	*s = ap->s;
+	struct stream		*sm = s->stream;
+	struct stream_dir	*d;
+	struct stream_seg	 g;
+	enum nat_dir		 dir = ap->dir, rdir;
+	bool			 pass;
+
+	if (sm == NULL) {
+		if (a == NULL || (sm = s->stream = stream_new(s)) == NULL)
+			return (true);
+	}
+	rdir = dir == DIR_OUT ? DIR_IN : DIR_OUT;
+	d = &sm->dir[dir];
+	stream_seg_read(&g, ap->p);
+	stream_from_receiver(sm, rdir, &g);
+	stream_template(d, &g);
+
+	if (g.flags & TCP_SYN) {
+		d->synced = true;
+		d->nxt = d->sent = g.seq + 1;
+		sm->dir[rdir].mss = stream_syn_mss(&g);
+		sm->dir[rdir].peer_seq = g.seq + 1;
+		return (true);
+	}
+	if (!d->synced) {
+		d->synced = true;
+		d->nxt = d->sent = g.seq;
+		sm->dir[rdir].peer_seq = g.seq;
+	}
+	if (!d->plain && a == NULL)
+		stream_degrade(sm, dir, "the helper let go");
+	if (!d->plain && g.len > 0 && d->held == NULL &&
+	    stream_buffers(sm, d) == -1)
+		stream_degrade(sm, dir, "memory limit");
+	if (d->plain || a == NULL || g.len == 0)
+		pass = stream_pass(sm, dir, &g);
+	else if (SEQ_LT(d->nxt, g.seq)) {
+		/* A gap: the helper needs every byte in order. */
+		stream_count(STREAM_OUT_OF_ORDER);
+		if (d->nheld > 0)
+			stream_ack_sender(sm, dir, d->nxt);
+		pass = false;
+	} else {
+		stream_data(sm, dir, &g, a, ap);
+		pass = false;
+	}
+	/* What the receiver will take as our next byte, for our ACKs. */
+	sm->dir[rdir].peer_seq = d->sent + (uint32_t)d->delta;
+	return (pass);
+}
+
+/*
+ * Once a second: send again batches the receiver has not acknowledged
+ * for STREAM_RTO (our ACKs told the sender it need not).
+ */
+void
+stream_tick(uint64_t now)
+{
+	struct stream		*sm;
+	struct stream_dir	*d;
+	int			 i;
+
+	LIST_FOREACH(sm, &st.all, entry) {
+		for (i = 0; i < 2; i++) {
+			d = &sm->dir[i];
+			if (d->nunits > 0 &&
+			    d->units[0].sent + STREAM_RTO <= now)
+				stream_resend(sm, (enum nat_dir)i,
+				    d->units[0].oseq);
+		}
+	}
+}
+
+/* Counters and gauges for sipnatctl stats. */
+void
+stream_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
+{
+	int	i;
+
+	for (i = 0; i < STREAM_COUNTER_MAX; i++)
+		cb(stream_counter_names[i], st.counters[i], arg);
+	cb("tcp_stream.open", st.count, arg);
+	cb("tcp_stream.memory", st.used, arg);
+}
