@@ -92,7 +92,8 @@ static struct {
 	LIST_HEAD(, stream)	 all;
 	const struct stream_io	*io;
 	uint8_t			 out[SIPNAT_MAX_PKT];	/* rewritten bytes */
-	uint8_t			 seg[SIPNAT_MAX_PKT];	/* a segment built */
+	/* Packets are read as 16- and 32-bit words: keep them aligned. */
+	uint8_t			 seg[SIPNAT_MAX_PKT] __attribute__((aligned(8)));
 	uint64_t		 counters[STREAM_COUNTER_MAX];
 } st = {
 	.all = LIST_HEAD_INITIALIZER(st.all),
