@@ -77,7 +77,7 @@ static int	to_lan(const uint8_t *, size_t);
 static size_t	make_udp(uint8_t *, const char *, uint16_t, const char *,
 		    uint16_t, const uint8_t *, size_t);
 static void	send_pkt(uint8_t *, size_t);
-static void	assert_valid(const uint8_t *, size_t);
+static void	assert_udp_valid(const uint8_t *, size_t);
 static void	assert_addr(const uint8_t *, const char *);
 static char	*case_path(const char *, const char *);
 static size_t	case_read(const char *, const char *, uint8_t *);
@@ -190,7 +190,7 @@ send_pkt(uint8_t *buf, size_t len)
 
 /* A sent UDP packet: lengths agree and both checksums sum to zero. */
 static void
-assert_valid(const uint8_t *buf, size_t len)
+assert_udp_valid(const uint8_t *buf, size_t len)
 {
 	uint8_t		 copy[SIPNAT_MAX_PKT];
 	struct pkt	 p;
@@ -528,7 +528,7 @@ test_case(void **state)
 	}
 	assert_int_equal(side->n, 1);
 	o = side->buf[0];
-	assert_valid(o, side->len[0]);
+	assert_udp_valid(o, side->len[0]);
 	if (inbound) {
 		assert_addr(o + 12, PROVIDER);
 		assert_int_equal(get16(o + 20), SIP_PORT);

@@ -8,6 +8,7 @@
 #define TEST_UTIL_H
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,53 @@ fix_ip(uint8_t *buf)
 	buf[10] = buf[11] = 0;
 	w = cksum(buf, (buf[0] & 0x0f) * 4, 0);
 	memcpy(buf + 10, &w, 2);
+}
+
+/* Recompute the transport checksum the long way, pseudo-header and all. */
+static inline void
+fix_l4(uint8_t *buf)
+{
+	unsigned	hl = (buf[0] & 0x0f) * 4;
+	size_t		l4len = get16(buf + 2) - hl, off;
+	uint8_t		*l4 = buf + hl, ph[12];
+	uint32_t	sum = 0;
+	uint16_t	w;
+
+	off = buf[9] == IPPROTO_UDP ? 6 : buf[9] == IPPROTO_TCP ? 16 : 2;
+	l4[off] = l4[off + 1] = 0;
+	if (buf[9] != IPPROTO_ICMP) {
+		memcpy(ph, buf + 12, 8);
+		ph[8] = 0;
+		ph[9] = buf[9];
+		put16(ph + 10, (uint16_t)l4len);
+		sum = cksum_partial(ph, sizeof ph, 0);
+	}
+	w = cksum(l4, l4len, sum);
+	if (buf[9] == IPPROTO_UDP && w == 0)
+		w = 0xffff;
+	memcpy(l4 + off, &w, 2);
+}
+
+/*
+ * Parse a packet again: its length agrees, and its IP and transport
+ * checksums sum to zero (a UDP checksum of 0 means none).
+ */
+static inline void
+assert_valid(uint8_t *buf, size_t len)
+{
+	struct pkt	 p;
+	uint16_t	*sum;
+
+	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
+	assert_int_equal(p.len, len);
+	assert_int_equal(cksum(buf, p.hl, 0), 0);
+	if (p.l4 == NULL)
+		return;
+	if ((sum = pkt_l4_cksum(&p)) == NULL)
+		return;
+	if (p.proto == IPPROTO_UDP && *sum == 0)
+		return;
+	assert_int_equal(cksum_l4(&p), 0);
 }
 
 #endif /* TEST_UTIL_H */
