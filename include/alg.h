@@ -73,21 +73,6 @@ int		 nat_payload_replace(struct alg_pkt *, const uint8_t *, size_t);
 uint8_t		*nat_payload(const struct alg_pkt *, size_t *);
 
 /* stream.c: TCP streams for helpers that have a stream() */
-enum stream_counter {
-	STREAM_CONNECTIONS,
-	STREAM_MESSAGES,
-	STREAM_HELD,
-	STREAM_ACKS_SENT,
-	STREAM_SEGMENTS_OUT,
-	STREAM_RESENT,
-	STREAM_RETRANSMITS,
-	STREAM_OUT_OF_ORDER,
-	STREAM_DEGRADED,
-	STREAM_LIMIT_BUFFER,
-	STREAM_LIMIT_MEMORY,
-	STREAM_COUNTER_MAX
-};
-
 /* How stream.c sends the segments it makes. */
 struct stream_io {
 	uint32_t	 pub;

@@ -194,6 +194,17 @@ enum counter {
 	STAT_MAP_EXPIRED,
 	STAT_RELOADS,
 	STAT_RELOAD_FAILED,
+	STAT_STREAM_CONNECTIONS,	/* TCP connections a helper read */
+	STAT_STREAM_MESSAGES,		/* whole messages it took */
+	STAT_STREAM_HELD,		/* segments held for more bytes */
+	STAT_STREAM_ACKS_SENT,		/* our ACKs for held bytes */
+	STAT_STREAM_SEGMENTS_OUT,	/* segments we made */
+	STAT_STREAM_RESENT,		/* batches sent again */
+	STAT_STREAM_RETRANSMITS,	/* retransmissions from senders */
+	STAT_STREAM_OUT_OF_ORDER,	/* segments past a gap, dropped */
+	STAT_STREAM_DEGRADED,		/* directions passed unparsed */
+	STAT_STREAM_LIMIT_BUFFER,
+	STAT_STREAM_LIMIT_MEMORY,
 	STAT_MAX
 };
 extern uint64_t	 stats[STAT_MAX];

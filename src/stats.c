@@ -55,6 +55,17 @@ static const char *stat_names[STAT_MAX] = {
 	[STAT_MAP_EXPIRED] = "mappings.expired",
 	[STAT_RELOADS] = "reloads",
 	[STAT_RELOAD_FAILED] = "reloads.failed",
+	[STAT_STREAM_CONNECTIONS] = "tcp_stream.connections",
+	[STAT_STREAM_MESSAGES] = "tcp_stream.messages",
+	[STAT_STREAM_HELD] = "tcp_stream.segments_held",
+	[STAT_STREAM_ACKS_SENT] = "tcp_stream.acks_sent",
+	[STAT_STREAM_SEGMENTS_OUT] = "tcp_stream.segments_out",
+	[STAT_STREAM_RESENT] = "tcp_stream.resent",
+	[STAT_STREAM_RETRANSMITS] = "tcp_stream.retransmits_seen",
+	[STAT_STREAM_OUT_OF_ORDER] = "tcp_stream.out_of_order",
+	[STAT_STREAM_DEGRADED] = "tcp_stream.degraded",
+	[STAT_STREAM_LIMIT_BUFFER] = "tcp_stream.limit.buffer",
+	[STAT_STREAM_LIMIT_MEMORY] = "tcp_stream.limit.memory",
 };
 
 /* The dotted name of a counter. */

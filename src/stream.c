@@ -94,26 +94,10 @@ static struct {
 	uint8_t			 out[SIPNAT_MAX_PKT];	/* rewritten bytes */
 	/* Packets are read as 16- and 32-bit words: keep them aligned. */
 	uint8_t			 seg[SIPNAT_MAX_PKT] __attribute__((aligned(8)));
-	uint64_t		 counters[STREAM_COUNTER_MAX];
 } st = {
 	.all = LIST_HEAD_INITIALIZER(st.all),
 };
 
-static const char *stream_counter_names[STREAM_COUNTER_MAX] = {
-	[STREAM_CONNECTIONS] = "tcp_stream.connections",
-	[STREAM_MESSAGES] = "tcp_stream.messages",
-	[STREAM_HELD] = "tcp_stream.segments_held",
-	[STREAM_ACKS_SENT] = "tcp_stream.acks_sent",
-	[STREAM_SEGMENTS_OUT] = "tcp_stream.segments_out",
-	[STREAM_RESENT] = "tcp_stream.resent",
-	[STREAM_RETRANSMITS] = "tcp_stream.retransmits_seen",
-	[STREAM_OUT_OF_ORDER] = "tcp_stream.out_of_order",
-	[STREAM_DEGRADED] = "tcp_stream.degraded",
-	[STREAM_LIMIT_BUFFER] = "tcp_stream.limit.buffer",
-	[STREAM_LIMIT_MEMORY] = "tcp_stream.limit.memory",
-};
-
-#define stream_count(c)	(st.counters[(c)]++)
 
 static uint32_t	get32(const uint8_t *);
 static void	put32(uint8_t *, uint32_t);
@@ -152,7 +136,7 @@ stream_new(struct nat_session *s)
 	struct stream	*sm;
 
 	if (st.used + sizeof *sm > st.memory) {
-		stream_count(STREAM_LIMIT_MEMORY);
+		stat_inc(STAT_STREAM_LIMIT_MEMORY);
 		return (NULL);
 	}
 	if ((sm = calloc(1, sizeof *sm)) == NULL)
@@ -162,7 +146,7 @@ stream_new(struct nat_session *s)
 	st.used += sm->mem;
 	st.count++;
 	LIST_INSERT_HEAD(&st.all, sm, entry);
-	stream_count(STREAM_CONNECTIONS);
+	stat_inc(STAT_STREAM_CONNECTIONS);
 	return (sm);
 }
 
@@ -199,7 +183,7 @@ stream_buffers(struct stream *sm, struct stream_dir *d)
 	if (d->held != NULL)
 		return (0);
 	if (st.used + 2 * st.buffer > st.memory) {
-		stream_count(STREAM_LIMIT_MEMORY);
+		stat_inc(STAT_STREAM_LIMIT_MEMORY);
 		return (-1);
 	}
 	if ((d->held = malloc(st.buffer)) == NULL ||
@@ -392,7 +376,7 @@ stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
 		return;
 	w = cksum_l4(&p);
 	memcpy(tcp + 16, &w, 2);
-	stream_count(STREAM_ACKS_SENT);
+	stat_inc(STAT_STREAM_ACKS_SENT);
 	st.io->to_sender(&p, dir);
 }
 
@@ -437,7 +421,7 @@ stream_send(struct stream *sm, enum nat_dir dir, uint32_t tseq,
 		p.l4[16] = p.l4[17] = 0;
 		w = cksum_l4(&p);
 		memcpy(p.l4 + 16, &w, 2);
-		stream_count(STREAM_SEGMENTS_OUT);
+		stat_inc(STAT_STREAM_SEGMENTS_OUT);
 		st.io->to_receiver(&p, sm->s, dir);
 		off += n;
 	} while (off < len);
@@ -501,7 +485,7 @@ stream_resend(struct stream *sm, enum nat_dir dir, uint32_t seq)
 			continue;
 		stream_send(sm, dir, u->tseq, d->hist + u->off, u->len, false);
 		u->sent = nat_now();
-		stream_count(STREAM_RESENT);
+		stat_inc(STAT_STREAM_RESENT);
 		any = true;
 	}
 	return (any);
@@ -519,7 +503,7 @@ stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 	if (!d->plain) {
 		log_info("tcp stream: %s, passing the connection unparsed",
 		    why);
-		stream_count(STREAM_DEGRADED);
+		stat_inc(STAT_STREAM_DEGRADED);
 	}
 	if (d->nheld > 0) {
 		stream_send(sm, dir, d->sent + (uint32_t)d->delta, d->held,
@@ -555,11 +539,11 @@ stream_parse(struct stream *sm, enum nat_dir dir, const struct alg *a,
 		if (k < 0 || (size_t)k > d->nheld - used) {
 			log_info("tcp stream: not a message the helper "
 			    "reads, passing the connection unparsed");
-			stream_count(STREAM_DEGRADED);
+			stat_inc(STAT_STREAM_DEGRADED);
 			d->plain = true;
 			break;
 		}
-		stream_count(STREAM_MESSAGES);
+		stat_inc(STAT_STREAM_MESSAGES);
 		used += (size_t)k;
 		outlen += n;
 	}
@@ -577,10 +561,10 @@ stream_parse(struct stream *sm, enum nat_dir dir, const struct alg *a,
 		stream_send(sm, dir, tseq, st.out, outlen, fin);
 	if (outlen > 0 && stream_keep(d, d->sent, d->sent + (uint32_t)used,
 	    tseq, st.out, outlen) == -1) {
-		stream_count(STREAM_LIMIT_BUFFER);
+		stat_inc(STAT_STREAM_LIMIT_BUFFER);
 		log_info("tcp stream: too much unacknowledged, passing the "
 		    "connection unparsed");
-		stream_count(STREAM_DEGRADED);
+		stat_inc(STAT_STREAM_DEGRADED);
 		d->plain = true;
 		d->plain_from = d->sent + (uint32_t)used;
 	}
@@ -633,7 +617,7 @@ stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
 
 	if (SEQ_LT(seq, d->nxt)) {
 		/* Some or all of it seen before: a retransmission. */
-		stream_count(STREAM_RETRANSMITS);
+		stat_inc(STAT_STREAM_RETRANSMITS);
 		if (SEQ_LEQ(seq + (uint32_t)len, d->nxt)) {
 			resent = SEQ_LT(seq, d->sent) &&
 			    stream_resend(sm, dir, seq);
@@ -646,7 +630,7 @@ stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
 		seq = d->nxt;
 	}
 	if (d->nheld + len > st.buffer) {
-		stream_count(STREAM_LIMIT_BUFFER);
+		stat_inc(STAT_STREAM_LIMIT_BUFFER);
 		stream_degrade(sm, dir, "buffer limit");
 		stream_send(sm, dir, seq + (uint32_t)d->delta, data, len, fin);
 		d->sent = d->nxt = seq + (uint32_t)len + (fin ? 1 : 0);
@@ -657,7 +641,7 @@ stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
 	d->nxt = seq + (uint32_t)len;
 	stream_parse(sm, dir, a, ap, fin);
 	if (d->nheld > 0) {
-		stream_count(STREAM_HELD);
+		stat_inc(STAT_STREAM_HELD);
 		stream_ack_sender(sm, dir, d->nxt);
 	}
 	if (fin) {
@@ -753,7 +737,7 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		pass = stream_pass(sm, dir, &g);
 	else if (SEQ_LT(d->nxt, g.seq)) {
 		/* A gap: the helper needs every byte in order. */
-		stream_count(STREAM_OUT_OF_ORDER);
+		stat_inc(STAT_STREAM_OUT_OF_ORDER);
 		if (d->nheld > 0)
 			stream_ack_sender(sm, dir, d->nxt);
 		pass = false;
@@ -788,14 +772,10 @@ stream_tick(uint64_t now)
 	}
 }
 
-/* Counters and gauges for sipnatctl stats. */
+/* Gauges for sipnatctl stats (the counters are in stats[]). */
 void
 stream_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
 {
-	int	i;
-
-	for (i = 0; i < STREAM_COUNTER_MAX; i++)
-		cb(stream_counter_names[i], st.counters[i], arg);
 	cb("tcp_stream.open", st.count, arg);
 	cb("tcp_stream.memory", st.used, arg);
 }
