@@ -1265,6 +1265,25 @@ sip_head_length(const uint8_t *p, size_t len)
 }
 
 /*
+ * Do the bytes start like a SIP message: "SIP/2.0 " (a response) or a
+ * method token and a space (a request)?  False also when too few.
+ */
+static bool
+sip_start_line(const uint8_t *p, size_t len)
+{
+	static const char	tok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~";
+	size_t			n;
+
+	if (len >= 8 && memcmp(p, "SIP/2.0 ", 8) == 0)
+		return (true);
+	for (n = 0; n < len && n < 32 && p[n] != '\0' &&
+	    strchr(tok, p[n]) != NULL; n++)
+		;
+	return (n > 0 && n < len && p[n] == ' ');
+}
+
+/*
  * The stream handler for SIP over TCP: take the first whole message of
  * the bytes (RFC 3261 18.3: its head, then Content-Length bytes of body)
  * and rewrite it like a datagram.  CRLF keep-alives between messages
@@ -1289,6 +1308,9 @@ sip_stream(struct alg_pkt *ap, const uint8_t *data, size_t len,
 		sip_count(SIP_KEEPALIVE);
 		return ((ssize_t)k);
 	}
+	/* A stream picked up mid-message is no use: pass it on. */
+	if (!sip_start_line(data, len))
+		return (len < 32 ? 0 : -1);
 	scan = len < sip.max_message ? len : sip.max_message;
 	if ((eoh = memmem(data, scan, "\r\n\r\n", 4)) == NULL) {
 		if (len < sip.max_message)

@@ -59,6 +59,7 @@ struct stream_dir {
 	uint32_t	 sent;		/* original bytes before it are sent */
 	int32_t		 delta;		/* translated - original, from sent */
 	uint16_t	 mss;		/* the receiver's, from its SYN */
+	size_t		 cap;		/* of held and of hist, each */
 	uint8_t		*held;		/* [sent, nxt), original bytes */
 	size_t		 nheld;
 	uint8_t		*hist;		/* the units' rewritten bytes */
@@ -192,6 +193,8 @@ stream_buffers(struct stream *sm, struct stream_dir *d)
 		d->held = NULL;
 		return (-1);
 	}
+	/* Its own size: a reload may change st.buffer. */
+	d->cap = st.buffer;
 	sm->mem += 2 * st.buffer;
 	st.used += 2 * st.buffer;
 	return (0);
@@ -227,16 +230,20 @@ stream_seg_read(struct stream_seg *g, struct pkt *p)
 static uint32_t
 stream_o2t(const struct stream_dir *d, uint32_t seq)
 {
-	unsigned	i;
+	const struct stream_unit	*u;
+	unsigned			 i;
 
 	/* Data held back: the receiver expects where we stopped. */
 	if (SEQ_LEQ(d->sent, seq))
 		return ((d->nheld > 0 ? d->sent : seq) + (uint32_t)d->delta);
-	for (i = 0; i < d->nunits; i++)
-		if (SEQ_LT(seq, d->units[i].oend))
-			return (d->units[i].tseq + (seq - d->units[i].oseq <
-			    d->units[i].len ? seq - d->units[i].oseq :
-			    d->units[i].len));
+	for (i = 0; i < d->nunits; i++) {
+		u = &d->units[i];
+		if (SEQ_LT(seq, u->oseq))
+			return (seq + (u->tseq - u->oseq));
+		if (SEQ_LT(seq, u->oend))
+			return (u->tseq + (seq - u->oseq < u->len ?
+			    seq - u->oseq : u->len));
+	}
 	return (seq + (uint32_t)d->delta);
 }
 
@@ -434,7 +441,7 @@ stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
 {
 	struct stream_unit	*u;
 
-	if (d->nunits == STREAM_UNITS || d->nhist + len > st.buffer)
+	if (d->nunits == STREAM_UNITS || d->nhist + len > d->cap)
 		return (-1);
 	u = &d->units[d->nunits++];
 	u->oseq = oseq;
@@ -629,7 +636,7 @@ stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
 		len -= d->nxt - seq;
 		seq = d->nxt;
 	}
-	if (d->nheld + len > st.buffer) {
+	if (d->nheld + len > d->cap) {
 		stat_inc(STAT_STREAM_LIMIT_BUFFER);
 		stream_degrade(sm, dir, "buffer limit");
 		stream_send(sm, dir, seq + (uint32_t)d->delta, data, len, fin);
@@ -677,6 +684,18 @@ stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
 	return (true);
 }
 
+/* Forget a direction's numbers and bytes, keeping its buffers. */
+static void
+stream_reset(struct stream_dir *d)
+{
+	d->synced = d->plain = false;
+	d->delta = 0;
+	d->nheld = d->nhist = 0;
+	d->nunits = d->dupacks = 0;
+	d->last_ack = d->peer_seq = 0;
+	d->mss = 0;
+}
+
 /* Keep the sender's headers to build our segments on. */
 static void
 stream_template(struct stream_dir *d, const struct stream_seg *g)
@@ -717,6 +736,12 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 	stream_template(d, &g);
 
 	if (g.flags & TCP_SYN) {
+		/* A new connection on the same ports starts afresh. */
+		if (d->synced && d->nxt != g.seq + 1) {
+			stream_reset(d);
+			if (!(g.flags & TCP_ACK))
+				stream_reset(&sm->dir[rdir]);
+		}
 		d->synced = true;
 		d->nxt = d->sent = g.seq + 1;
 		sm->dir[rdir].mss = stream_syn_mss(&g);

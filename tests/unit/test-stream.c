@@ -563,6 +563,28 @@ test_degrade(void **state)
 		assert_memory_equal(got + i * 1000, junk, 1000);
 }
 
+/* Bytes that do not start like SIP: passed on as they came, at once. */
+static void
+test_not_sip(void **state)
+{
+	uint8_t		junk[100], got[1024];
+	char		m[2048];
+	size_t		l = request(m, 1, 0);
+	int		i;
+
+	for (i = 0; i < (int)sizeof junk; i++)
+		junk[i] = (uint8_t)(i * 7 + 1);
+	phone(ISN_P + 1, ISN_R + 1, TH_ACK, junk, sizeof junk);
+	assert_int_equal(collect(wan, 0, ISN_P + 1, got), sizeof junk);
+	assert_memory_equal(got, junk, sizeof junk);
+	assert_int_equal(stat("tcp_stream.degraded"), 1);
+	/* Later SIP on it is not read either: the stream is lost. */
+	wan->n = 0;
+	phone(ISN_P + 1 + sizeof junk, ISN_R + 1, TH_ACK, m, l);
+	assert_int_equal(collect(wan, 0, ISN_P + 1 + sizeof junk, got), l);
+	assert_memory_equal(got, m, l);
+}
+
 int
 main(void)
 {
@@ -577,6 +599,7 @@ main(void)
 		T(test_response_in),
 		T(test_out_of_order),
 		T(test_degrade),
+		T(test_not_sip),
 #undef T
 	};
 
