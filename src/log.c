@@ -37,13 +37,20 @@ log_set_debug(int debug)
 	log_debugging = debug;
 }
 
-/* Write one message, with an optional error string after it. */
+/*
+ * Write one message, with an optional error string after it.  Messages
+ * quote the network (Call-IDs, URIs): a control byte would forge lines in
+ * the log or drive a terminal, so each becomes a '?'.
+ */
 static void
 log_vwrite(int pri, const char *fmt, const char *err, va_list ap)
 {
-	char	msg[1024];
+	char	msg[1024], *c;
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
+	for (c = msg; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+			*c = '?';
 	if (log_foreground) {
 		if (err != NULL)
 			fprintf(stderr, "sipnatd: %s: %s\n", msg, err);
