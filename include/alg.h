@@ -50,6 +50,8 @@ struct alg {
 	int		(*configure)(const struct config *, char **);
 	/* Once a second. */
 	void		(*tick)(uint64_t);
+	/* Optional: an inbound packet to a public port with no mapping. */
+	void		(*stray)(const struct pkt *);
 	/* Free everything at exit. */
 	void		(*shutdown)(void);
 	/* Counters, shown by sipnatctl stats: name and value pairs. */
@@ -62,6 +64,7 @@ struct alg {
 const struct alg *alg_find(const struct pkt *, enum nat_dir);
 int		 alg_configure(const struct config *, char **);
 void		 alg_tick(uint64_t);
+void		 alg_stray(const struct pkt *);
 void		 alg_shutdown(void);
 void		 alg_stats(void (*)(const char *, uint64_t, void *), void *);
 const struct alg_cmd *alg_cmd_find(const char *);

@@ -28,6 +28,10 @@
 #define SIPNAT_VERSION "0.1"
 #endif
 
+#ifndef nitems
+#define nitems(a)	(sizeof (a) / sizeof (a)[0])
+#endif
+
 #define SIPNAT_MAX_PKT		65535	/* largest IPv4 datagram */
 #define CONFIG_MAX_LANS		16
 #define CONFIG_MAX_SIP_PORTS	16
@@ -106,6 +110,7 @@ struct config {
 	unsigned	 sip_max_dialogs;
 	unsigned	 sip_max_media;		/* per dialog */
 	unsigned	 sip_max_registrations;
+	unsigned	 sip_one_way_alarm;	/* seconds, 0: off */
 	unsigned	 to_sip_dialog;		/* [timeouts] sip_dialog */
 
 	/* [routes]: read by scripts/sipnat-routes, checked here */
@@ -263,6 +268,33 @@ void		 pkt_set_dst(struct pkt *, uint32_t, uint16_t);
 void		 pkt_set_ttl(struct pkt *, uint8_t);
 int		 pkt_clamp_mss(struct pkt *, uint16_t);
 
+/* rtp.c: media quality of a stream seen by a helper */
+struct rtp_stats {
+	uint64_t	 packets;
+	uint64_t	 bytes;
+	uint64_t	 first_us;	/* monotonic microseconds */
+	uint64_t	 last_us;
+	uint64_t	 lost_before;	/* in earlier runs (sender restarts) */
+	uint32_t	 rate;		/* clock rate, Hz; 0: 8000 */
+	uint32_t	 ssrc;
+	uint32_t	 base_seq;
+	uint32_t	 cycles;
+	uint32_t	 received;	/* in this run */
+	uint32_t	 duplicates;
+	uint32_t	 reordered;	/* came after a later one */
+	uint16_t	 max_seq;
+	bool		 started;
+	bool		 have_transit;
+	int64_t		 last_transit;
+	double		 jitter;	/* timestamp units (RFC 3550 A.8) */
+};
+
+void		 rtp_stats_packet(struct rtp_stats *, const uint8_t *, size_t,
+		     uint64_t);
+uint64_t	 rtp_stats_expected(const struct rtp_stats *);
+uint64_t	 rtp_stats_lost(const struct rtp_stats *);
+double		 rtp_stats_jitter_ms(const struct rtp_stats *);
+
 /* timer.c */
 struct timer {
 	LIST_ENTRY(timer) entry;
@@ -325,6 +357,9 @@ struct nat_host {
 
 struct alg;
 
+/* A packet on a watched mapping; false: the filter refused it. */
+typedef void	(*nat_watch_cb)(void *, const struct pkt *, int, bool);
+
 struct nat_mapping {
 	struct nat_node	 node;
 	struct nat_host	*host;
@@ -337,6 +372,9 @@ struct nat_mapping {
 	uint64_t	 created;
 	LIST_HEAD(, nat_session) sessions;
 	LIST_HEAD(, nat_pinhole) pinholes;
+	/* A helper watching its packets (media quality); see nat.c. */
+	nat_watch_cb	 watch;
+	void		*watch_arg;
 };
 
 /*
@@ -397,6 +435,7 @@ void		 nat_mapping_hold(struct nat_mapping *);
 void		 nat_mapping_release(struct nat_mapping *);
 void		 nat_mapping_gc(struct nat_mapping *);
 void		 nat_mapping_flush(struct nat_mapping *);
+void		 nat_mapping_watch(struct nat_mapping *, nat_watch_cb, void *);
 int		 nat_mapping_get_pair(uint8_t, uint32_t, uint16_t, uint16_t,
 		     struct nat_mapping **, struct nat_mapping **,
 		     enum nat_refusal *);
@@ -420,6 +459,8 @@ void		 nat_session_tcp(struct nat_session *, enum nat_dir, uint8_t);
 void		 nat_session_remove(struct nat_session *);
 unsigned	 nat_table_expire(uint64_t);
 uint64_t	 nat_now(void);
+uint64_t	 nat_now_us(void);
+void		 nat_set_now_us(uint64_t);
 void		 nat_set_now(uint64_t);
 size_t		 nat_session_count(void);
 size_t		 nat_mapping_count(void);

@@ -38,6 +38,7 @@
 #define SIP_REG_GRACE		32	/* seconds past Expires */
 #define SIP_REG_DEFAULT		3600
 #define SIP_REG_PENDING		32	/* 64 * T1: a REGISTER's answer */
+#define SIP_STRAY_RATE		100	/* stray packets checked a second */
 
 enum sip_counter {
 	SIP_MSG_OUT,
@@ -63,6 +64,9 @@ enum sip_counter {
 	SIP_REG_EXPIRED,
 	SIP_REG_LIMIT,
 	SIP_NO_MAPPING,
+	SIP_ALARM_ONE_WAY,
+	SIP_DIALOG_NO_BYE,
+	SIP_MISSED_REFRESH,
 	SIP_COUNTER_MAX
 };
 
@@ -90,6 +94,9 @@ static const char *sip_counter_names[SIP_COUNTER_MAX] = {
 	[SIP_REG_EXPIRED] = "sip.registrations.expired",
 	[SIP_REG_LIMIT] = "sip.limit.registrations",
 	[SIP_NO_MAPPING] = "sip.errors.no_mapping",
+	[SIP_ALARM_ONE_WAY] = "sip.alarms.one_way_audio",
+	[SIP_DIALOG_NO_BYE] = "sip.alarms.ended_without_bye",
+	[SIP_MISSED_REFRESH] = "sip.alarms.missed_session_refresh",
 };
 
 enum sip_state {
@@ -104,13 +111,32 @@ static const char *sip_state_names[] = {
 	[SIP_CONFIRMED] = "confirmed",
 };
 
-/* One media stream (m= line) of a dialog: its public ports stay put. */
+/*
+ * One media stream (m= line) of a dialog: its public ports stay put.  Its
+ * RTP is watched each way for quality and for one-way audio.
+ */
 struct sip_media {
+	struct sip_dialog	*d;
 	struct nat_mapping	*rtp;
 	struct nat_mapping	*rtcp;
 	uint32_t		 rem_addr;	/* from the far end's SDP */
 	uint16_t		 rem_port;
 	char			 type[16];
+	struct rtp_stats	 rtp_stats[2];	/* by enum nat_dir */
+	uint64_t		 filtered;	/* refused by the filter */
+	uint32_t		 filtered_from;
+	uint64_t		 stray;		/* the far end's, to another port */
+	uint16_t		 stray_port;
+	bool			 alarm[2];	/* one-way audio, by missing dir */
+	bool			 held;		/* on hold: one way is fine */
+};
+
+/* What happened to a call, for sipnatctl call: a ring of lines. */
+#define SIP_EVENTS		32
+#define SIP_EVENT_LEN		120
+struct sip_call_ev {
+	uint64_t		 when;
+	char			 text[SIP_EVENT_LEN];
 };
 
 struct sip_dialog {
@@ -123,10 +149,17 @@ struct sip_dialog {
 	bool			 outgoing;	/* the phone called */
 	enum sip_state		 state;
 	uint64_t		 created;
+	uint64_t		 confirmed;	/* when a 2xx came */
 	uint64_t		 last;		/* last signalling */
+	char			 last_sig[64];	/* what it was */
+	unsigned		 session_expires; /* RFC 4028, 0: none */
+	uint64_t		 refreshed;	/* last INVITE/UPDATE or 2xx */
+	bool			 refresh_alarm;
 	struct nat_owner	 owner;		/* its pinholes */
 	unsigned		 nmedia;
 	struct sip_media	 media[SIP_MAX_MEDIA];
+	struct sip_call_ev	 events[SIP_EVENTS];
+	unsigned		 nevents;	/* ever added */
 };
 
 struct sip_reg {
@@ -155,6 +188,9 @@ struct sip_ctx {
 	uint32_t		 remote;	/* the WAN peer */
 	bool			 changed;
 	bool			 saw_public;
+	/* Events before the message's dialog is known. */
+	char			 pending[8][SIP_EVENT_LEN];
+	unsigned		 npending;
 };
 
 static struct {
@@ -167,7 +203,9 @@ static struct {
 	unsigned		 max_media;
 	unsigned		 max_regs;
 	unsigned		 dialog_timeout;
+	unsigned		 one_way_alarm;	/* seconds, 0: off */
 	uint32_t		 pub;
+	unsigned		 stray_tokens;	/* stray checks left this second */
 	LIST_HEAD(, sip_dialog)	 buckets[SIP_DIALOG_BUCKETS];
 	LIST_HEAD(, sip_dialog)	 dialogs;
 	unsigned		 ndialogs;
@@ -180,6 +218,9 @@ static struct {
 #define sip_count(c)	(sip.counters[(c)]++)
 
 static void	sip_dialog_end(struct sip_dialog *);
+static void	sip_media_watch(void *, const struct pkt *, int, bool);
+static void	sip_session_timer(struct sip_dialog *, sip_t *);
+static void	sip_message_name(sip_t *, char *, size_t);
 
 /* Is this port one the helper rewrites on? */
 static bool
@@ -218,6 +259,7 @@ sip_configure(const struct config *c, char **cause)
 	    c->sip_max_media : SIP_MAX_MEDIA;
 	sip.max_regs = c->sip_max_registrations;
 	sip.dialog_timeout = c->to_sip_dialog;
+	sip.one_way_alarm = c->sip_one_way_alarm;
 	sip.pub = c->wan_addr;
 	return (0);
 }
@@ -245,6 +287,49 @@ sip_dialog_find(const char *call_id)
 		if (strcmp(d->call_id, call_id) == 0)
 			return (d);
 	return (NULL);
+}
+
+/* Add a line to a dialog's events (and to the debug log). */
+static void
+sip_call_event(struct sip_dialog *d, const char *fmt, ...)
+{
+	struct sip_call_ev	*e = &d->events[d->nevents++ % SIP_EVENTS];
+	va_list			 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof e->text, fmt, ap);
+	va_end(ap);
+	e->when = nat_now();
+	log_debug("sip: call %s: %s", d->call_id, e->text);
+}
+
+/* Note an event of the message being handled, for its dialog. */
+static void
+sip_note(struct sip_ctx *x, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (x->npending == nitems(x->pending))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(x->pending[x->npending++], SIP_EVENT_LEN, fmt, ap);
+	va_end(ap);
+}
+
+/* Give the message's events to its dialog, or to the debug log. */
+static void
+sip_notes_flush(struct sip_ctx *x, struct sip_dialog *d)
+{
+	unsigned	i;
+
+	for (i = 0; i < x->npending; i++) {
+		if (d != NULL)
+			sip_call_event(d, "%s", x->pending[i]);
+		else
+			log_debug("sip: %s: %s", x->sip->sip_call_id->i_id,
+			    x->pending[i]);
+	}
+	x->npending = 0;
 }
 
 /* Print a URL (From, To) into a new string. */
@@ -303,6 +388,7 @@ sip_media_end(struct nat_mapping *m)
 {
 	if (m == NULL)
 		return;
+	nat_mapping_watch(m, NULL, NULL);
 	nat_mapping_flush(m);	/* the dialog's hold keeps m */
 	nat_mapping_release(m);
 }
@@ -314,6 +400,8 @@ sip_dialog_end(struct sip_dialog *d)
 	unsigned	i;
 
 	log_debug("sip: dialog %s ended", d->call_id);
+	if (!LIST_EMPTY(&d->owner.pinholes))
+		sip_call_event(d, "closed its pinholes");
 	nat_owner_close(&d->owner);
 	/* Media stops with the call: its sessions end too, not just the
 	 * pinholes, or a source already let in could go on sending. */
@@ -406,7 +494,8 @@ static bool
 sip_rewrite_hostport(struct sip_ctx *x, msg_header_t *h, char const **host,
     char const **port)
 {
-	uint16_t	p, q;
+	const char	*name;
+	uint16_t	 p, q;
 
 	if (*host == NULL)
 		return (false);
@@ -431,6 +520,11 @@ sip_rewrite_hostport(struct sip_ctx *x, msg_header_t *h, char const **host,
 		*host = su_strdup(x->home, x->in_str);
 		*port = sip_port_str(x, q);
 	}
+	name = h->sh_class != NULL && h->sh_class->hc_name != NULL &&
+	    *h->sh_class->hc_name != '\0' ? h->sh_class->hc_name :
+	    "Request-URI";
+	sip_note(x, "rewrote %s %s:%u -> %s:%s", name,
+	    x->ap->dir == DIR_OUT ? x->in_str : x->pub_str, p, *host, *port);
 	x->changed = true;
 	return (true);
 }
@@ -530,8 +624,13 @@ sip_media_map(struct sip_ctx *x, struct sip_dialog *d, unsigned i,
 		/* The dialog holds its streams' mappings until it ends. */
 		nat_mapping_hold(sm->rtp);
 		nat_mapping_hold(sm->rtcp);
+		sm->d = d;
+		nat_mapping_watch(sm->rtp, sip_media_watch, sm);
 		nat_pinhole_open(sm->rtp, &d->owner, rem, 0, 0);
 		nat_pinhole_open(sm->rtcp, &d->owner, rem, 0, 0);
+		sip_note(x, "opened pinholes to public ports %u and %u for %s",
+		    sm->rtp->pub_port, sm->rtcp->pub_port, rem == 0 ?
+		    "any source" : "the signalling peer");
 		if (i >= d->nmedia)
 			d->nmedia = i + 1;
 		sip_count(SIP_MEDIA);
@@ -577,6 +676,7 @@ sip_sdp_out(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
 	    NULL && c->c_address != NULL && strcmp(c->c_address,
 	    x->in_str) == 0) {
 		c->c_address = x->pub_str;
+		sip_note(x, "rewrote SDP o= %s -> %s", x->in_str, x->pub_str);
 		touched = true;
 	}
 	if ((c = sdp->sdp_connection) != NULL && c->c_address != NULL) {
@@ -584,6 +684,8 @@ sip_sdp_out(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
 			x->saw_public = true;
 		if (strcmp(c->c_address, x->in_str) == 0) {
 			c->c_address = x->pub_str;
+			sip_note(x, "rewrote SDP c= %s -> %s", x->in_str,
+			    x->pub_str);
 			sess_inside = touched = true;
 		}
 	}
@@ -612,6 +714,14 @@ sip_sdp_out(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
 			continue;
 		snprintf(d->media[i].type, sizeof d->media[i].type, "%s",
 		    m->m_type_name != NULL ? m->m_type_name : "media");
+		if (m->m_rtpmaps != NULL && m->m_rtpmaps->rm_rate != 0)
+			d->media[i].rtp_stats[DIR_OUT].rate =
+			    d->media[i].rtp_stats[DIR_IN].rate =
+			    (uint32_t)m->m_rtpmaps->rm_rate;
+		d->media[i].held = hold || m->m_mode != sdp_sendrecv;
+		sip_note(x, "rewrote SDP m=%s %u -> %u (RTCP %u -> %u)%s",
+		    d->media[i].type, rtp, q_rtp, rtcp, q_rtcp,
+		    d->media[i].held ? ", on hold" : "");
 		m->m_port = q_rtp;
 		if (a != NULL)
 			sip_sdp_rtcp(x, a, q_rtcp);
@@ -640,6 +750,15 @@ sip_sdp_in(struct sip_ctx *x, sdp_session_t *sdp, struct sip_dialog *d)
 			continue;
 		d->media[i].rem_addr = ina.s_addr;
 		d->media[i].rem_port = (uint16_t)m->m_port;
+		d->media[i].held = ina.s_addr == 0 || m->m_mode != sdp_sendrecv;
+		if (m->m_rtpmaps != NULL && m->m_rtpmaps->rm_rate != 0 &&
+		    d->media[i].rtp_stats[DIR_IN].rate == 0)
+			d->media[i].rtp_stats[DIR_OUT].rate =
+			    d->media[i].rtp_stats[DIR_IN].rate =
+			    (uint32_t)m->m_rtpmaps->rm_rate;
+		sip_note(x, "the far end's %s is %s:%u",
+		    m->m_type_name != NULL ? m->m_type_name : "media",
+		    c->c_address, (unsigned)m->m_port);
 		/* Strict media filtering: only the far end may send. */
 		if (!sip.media_eif && i < d->nmedia &&
 		    d->media[i].rtp != NULL && ina.s_addr != 0) {
@@ -788,6 +907,7 @@ sip_body(struct sip_ctx *x, struct sip_dialog *d)
 	if (sip_sdp_has_ice(sdp)) {
 		/* ICE found its own way through: leave its SDP alone. */
 		sip_count(SIP_UNTOUCHED_ICE);
+		sip_note(x, "left the SDP untouched: ICE candidates");
 		sdp_parser_free(pa);
 		return;
 	}
@@ -1005,19 +1125,30 @@ sip_dialog_track(struct sip_ctx *x)
 	sip_t			*s = x->sip;
 	struct sip_dialog	*d;
 	int			 status, method;
+	char			 what[40];
 
+	sip_message_name(s, what, sizeof what);
 	d = sip_dialog_find(s->sip_call_id->i_id);
-	if (d != NULL)
+	if (d != NULL) {
 		d->last = nat_now();
+		snprintf(d->last_sig, sizeof d->last_sig, "%s from the %s",
+		    what, x->ap->dir == DIR_OUT ? "phone" : "far end");
+	}
 	if (s->sip_request != NULL) {
 		method = s->sip_request->rq_method;
-		if (method == sip_method_invite && d == NULL)
-			d = sip_dialog_new(x);
+		if (method == sip_method_invite && d == NULL &&
+		    (d = sip_dialog_new(x)) != NULL)
+			snprintf(d->last_sig, sizeof d->last_sig, "%s from "
+			    "the %s", what, x->ap->dir == DIR_OUT ? "phone" :
+			    "far end");
 		if (d != NULL && (method == sip_method_bye ||
 		    method == sip_method_cancel)) {
 			sip_dialog_end(d);
 			return (NULL);
 		}
+		if (d != NULL && (method == sip_method_invite ||
+		    method == sip_method_update))
+			sip_session_timer(d, s);
 		return (d);
 	}
 	if (d == NULL || s->sip_cseq->cs_method != sip_method_invite)
@@ -1027,11 +1158,39 @@ sip_dialog_track(struct sip_ctx *x)
 		sip_dialog_end(d);
 		return (NULL);
 	}
-	if (status >= 200 && status < 300)
+	if (status >= 200 && status < 300) {
+		if (d->state != SIP_CONFIRMED)
+			d->confirmed = nat_now();
 		d->state = SIP_CONFIRMED;
-	else if (status > 100 && status < 200 && d->state == SIP_CALLING)
+		sip_session_timer(d, s);
+	} else if (status > 100 && status < 200 && d->state == SIP_CALLING)
 		d->state = SIP_EARLY;
 	return (d);
+}
+
+/* "INVITE", or "200 (INVITE)" for an answer. */
+static void
+sip_message_name(sip_t *s, char *buf, size_t len)
+{
+	if (s->sip_request != NULL)
+		snprintf(buf, len, "%s", s->sip_request->rq_method_name);
+	else
+		snprintf(buf, len, "%d (%s)", s->sip_status->st_status,
+		    s->sip_cseq->cs_method_name);
+}
+
+/*
+ * A session timer (RFC 4028) set or refreshed by an INVITE, an UPDATE or
+ * their 2xx: the dialog should see another within Session-Expires.
+ */
+static void
+sip_session_timer(struct sip_dialog *d, sip_t *s)
+{
+	if (s->sip_session_expires == NULL)
+		return;
+	d->session_expires = (unsigned)s->sip_session_expires->x_delta;
+	d->refreshed = nat_now();
+	d->refresh_alarm = false;
 }
 
 /* A message leaving the LAN. */
@@ -1041,7 +1200,10 @@ sip_out(struct sip_ctx *x)
 	sip_t			*s = x->sip;
 	sip_contact_t		*c;
 	struct sip_dialog	*d;
+	char			 what[40];
 
+	sip_message_name(s, what, sizeof what);
+	sip_note(x, "phone sent %s", what);
 	if (s->sip_request != NULL)
 		sip_rewrite_via(x);
 	for (c = s->sip_contact; c != NULL; c = c->m_next)
@@ -1053,6 +1215,10 @@ sip_out(struct sip_ctx *x)
 		sip_register_out(x);
 	d = sip_dialog_track(x);
 	sip_body(x, d);
+	if (x->saw_public && !x->changed)
+		sip_note(x, "left untouched: it names the public address "
+		    "already");
+	sip_notes_flush(x, d);
 }
 
 /* A message coming in from the WAN. */
@@ -1062,7 +1228,10 @@ sip_in(struct sip_ctx *x)
 	sip_t			*s = x->sip;
 	sip_contact_t		*c;
 	struct sip_dialog	*d;
+	char			 what[40];
 
+	sip_message_name(s, what, sizeof what);
+	sip_note(x, "far end sent %s", what);
 	if (s->sip_request != NULL)
 		sip_rewrite_url(x, (msg_header_t *)s->sip_request,
 		    s->sip_request->rq_url);
@@ -1078,6 +1247,10 @@ sip_in(struct sip_ctx *x)
 	}
 	d = sip_dialog_track(x);
 	sip_body(x, d);
+	if (x->saw_public && !x->changed)
+		sip_note(x, "left untouched: it names the public address "
+		    "already");
+	sip_notes_flush(x, d);
 }
 
 /* Is the payload nothing but CRLF (a keep-alive, RFC 5626)? */
@@ -1352,6 +1525,162 @@ same:
 	return ((ssize_t)total);
 }
 
+/* A packet of a stream's RTP mapping (nat.c watches it for us). */
+static void
+sip_media_watch(void *arg, const struct pkt *p, int dir, bool admitted)
+{
+	struct sip_media	*sm = arg;
+
+	if (!admitted) {
+		sm->filtered++;
+		sm->filtered_from = p->src;
+		return;
+	}
+	if (p->proto != IPPROTO_UDP || p->l4 == NULL || p->l4len < 8)
+		return;
+	rtp_stats_packet(&sm->rtp_stats[dir], p->l4 + 8, p->l4len - 8,
+	    nat_now_us());
+}
+
+/*
+ * A packet for a public port with no mapping: if it comes from a call's
+ * far end, it sends media where the SDP did not say (rate limited: this
+ * runs on packets that are dropped anyway).
+ */
+static void
+sip_stray(const struct pkt *p)
+{
+	struct sip_dialog	*d;
+	struct sip_media	*sm;
+	unsigned		 i;
+
+	if (p->proto != IPPROTO_UDP || sip.stray_tokens == 0)
+		return;
+	sip.stray_tokens--;
+	LIST_FOREACH(d, &sip.dialogs, all) {
+		for (i = 0; i < d->nmedia; i++) {
+			sm = &d->media[i];
+			if (sm->rtp != NULL && sm->rem_addr == p->src &&
+			    (sm->rem_port == p->sport || sm->rem_port == 0)) {
+				sm->stray++;
+				sm->stray_port = p->dport;
+				return;
+			}
+		}
+	}
+}
+
+/* addr:port into buf. */
+static const char *
+sip_endpoint(char *buf, size_t len, uint32_t addr, uint16_t port)
+{
+	char		a[INET_ADDRSTRLEN];
+	struct in_addr	ia = { .s_addr = addr };
+
+	inet_ntop(AF_INET, &ia, a, sizeof a);
+	snprintf(buf, len, "%s:%u", a, port);
+	return (buf);
+}
+
+/* Why RTP of a stream does not flow in direction dir, as far as we see. */
+static void
+sip_one_way_cause(const struct sip_media *sm, int dir, char *buf,
+    size_t len)
+{
+	const struct rtp_stats	*r = &sm->rtp_stats[dir];
+	char			 a[32];
+	struct in_addr		 ia;
+
+	if (dir == DIR_OUT) {
+		sip_endpoint(a, sizeof a, sm->rtp->in_addr, sm->rtp->in_port);
+		if (r->packets == 0)
+			snprintf(buf, len, "the phone never sent from %s", a);
+		else
+			snprintf(buf, len, "the phone stopped sending from %s",
+			    a);
+		return;
+	}
+	if (sm->stray > 0)
+		snprintf(buf, len, "the far end sends to public port %u, not "
+		    "to %u as the SDP says", sm->stray_port,
+		    sm->rtp->pub_port);
+	else if (sm->filtered > 0) {
+		ia.s_addr = sm->filtered_from;
+		inet_ntop(AF_INET, &ia, a, sizeof a);
+		snprintf(buf, len, "the filter dropped %llu packets from %s",
+		    (unsigned long long)sm->filtered, a);
+	} else if (r->packets == 0)
+		snprintf(buf, len, "nothing ever arrived at public port %u",
+		    sm->rtp->pub_port);
+	else
+		snprintf(buf, len, "nothing arrives at public port %u any "
+		    "more", sm->rtp->pub_port);
+}
+
+/*
+ * One-way audio: the call is up, RTP flows one way and has not come the
+ * other way for sip.one_way_alarm seconds.  Warn once, with the cause we
+ * can see, and say when it recovers.  Streams on hold are left alone.
+ */
+static void
+sip_media_check(struct sip_dialog *d, struct sip_media *sm, uint64_t now)
+{
+	uint64_t		 n = (uint64_t)sip.one_way_alarm * 1000000;
+	uint64_t		 now_us = nat_now_us();
+	const struct rtp_stats	*miss, *flow;
+	char			 cause[160];
+	int			 dir;
+	bool			 missing, flowing;
+
+	if (sm->rtp == NULL || sm->held || d->state != SIP_CONFIRMED ||
+	    d->confirmed + sip.one_way_alarm > now)
+		return;
+	for (dir = DIR_OUT; dir <= DIR_IN; dir++) {
+		miss = &sm->rtp_stats[dir];
+		flow = &sm->rtp_stats[dir == DIR_OUT ? DIR_IN : DIR_OUT];
+		missing = miss->packets == 0 || miss->last_us + n <= now_us;
+		flowing = flow->packets > 0 && flow->first_us + n <= now_us &&
+		    flow->last_us + 2000000 > now_us;
+		if (missing && flowing && !sm->alarm[dir]) {
+			sm->alarm[dir] = true;
+			sip_count(SIP_ALARM_ONE_WAY);
+			sip_one_way_cause(sm, dir, cause, sizeof cause);
+			log_warnx("sip: one-way audio on call %s (%s): nothing "
+			    "from the %s reaches the %s for %u s: %s",
+			    d->call_id, sm->type, dir == DIR_IN ? "far end" :
+			    "phone", dir == DIR_IN ? "phone" : "far end",
+			    sip.one_way_alarm, cause);
+			sip_call_event(d, "ALARM one-way audio (%s): no %s RTP: %s",
+			    sm->type, dir == DIR_IN ? "inbound" : "outbound",
+			    cause);
+		} else if (!missing && sm->alarm[dir]) {
+			sm->alarm[dir] = false;
+			log_info("sip: call %s (%s): %s RTP flows again",
+			    d->call_id, sm->type, dir == DIR_IN ? "inbound" :
+			    "outbound");
+			sip_call_event(d, "%s RTP flows again", dir == DIR_IN ?
+			    "inbound" : "outbound");
+		}
+	}
+}
+
+/* A confirmed call's session timer ran out without a refresh. */
+static void
+sip_refresh_check(struct sip_dialog *d, uint64_t now)
+{
+	if (d->state != SIP_CONFIRMED || d->session_expires == 0 ||
+	    d->refresh_alarm || d->refreshed + d->session_expires > now)
+		return;
+	d->refresh_alarm = true;
+	sip_count(SIP_MISSED_REFRESH);
+	log_warnx("sip: call %s missed its session refresh: Session-Expires "
+	    "%u s, last refresh %llu s ago; last signalling: %s", d->call_id,
+	    d->session_expires, (unsigned long long)(now - d->refreshed),
+	    d->last_sig);
+	sip_call_event(d, "ALARM no session refresh within Session-Expires %u s",
+	    d->session_expires);
+}
+
 /* The last packet seen on any session of a mapping. */
 static uint64_t
 sip_mapping_last(const struct nat_mapping *m)
@@ -1379,17 +1708,25 @@ sip_tick(uint64_t now)
 	uint64_t		 last;
 	unsigned		 i;
 
+	sip.stray_tokens = SIP_STRAY_RATE;
 	for (d = LIST_FIRST(&sip.dialogs); d != NULL; d = dn) {
 		dn = LIST_NEXT(d, all);
 		last = d->last;
 		for (i = 0; i < d->nmedia; i++) {
 			if (sip_mapping_last(d->media[i].rtp) > last)
 				last = sip_mapping_last(d->media[i].rtp);
+			if (sip.one_way_alarm != 0)
+				sip_media_check(d, &d->media[i], now);
 		}
+		sip_refresh_check(d, now);
 		if (last + sip.dialog_timeout <= now) {
-			log_info("sip: dialog %s idle for %u s, ended",
-			    d->call_id, sip.dialog_timeout);
+			/* Calls end by BYE: this one was dropped. */
+			log_warnx("sip: call %s ended without BYE: no "
+			    "signalling or media for %u s; last signalling: "
+			    "%s, %llu s ago", d->call_id, sip.dialog_timeout,
+			    d->last_sig, (unsigned long long)(now - d->last));
 			sip_count(SIP_DIALOG_TIMEOUT);
+			sip_count(SIP_DIALOG_NO_BYE);
 			sip_dialog_end(d);
 		}
 	}
@@ -1444,18 +1781,6 @@ sip_json_str(struct evbuffer *out, const char *s)
 	evbuffer_add(out, "\"", 1);
 }
 
-/* addr:port into buf. */
-static const char *
-sip_endpoint(char *buf, size_t len, uint32_t addr, uint16_t port)
-{
-	char		a[INET_ADDRSTRLEN];
-	struct in_addr	ia = { .s_addr = addr };
-
-	inet_ntop(AF_INET, &ia, a, sizeof a);
-	snprintf(buf, len, "%s:%u", a, port);
-	return (buf);
-}
-
 /* sipnatctl registrations */
 static void
 sip_cmd_registrations(int argc, char **argv, bool json, struct evbuffer *out)
@@ -1493,18 +1818,29 @@ sip_cmd_registrations(int argc, char **argv, bool json, struct evbuffer *out)
 		evbuffer_add_printf(out, "]}\n");
 }
 
-/* Packets each way on a mapping's sessions. */
+/* One direction of a stream's RTP, as JSON. */
 static void
-sip_mapping_packets(const struct nat_mapping *m, uint64_t *out,
-    uint64_t *in)
+sip_json_rtp(struct evbuffer *out, const char *name, const struct rtp_stats *r)
 {
-	const struct nat_session	*s;
+	evbuffer_add_printf(out, "\"%s\":{\"packets\":%llu,\"bytes\":%llu,"
+	    "\"expected\":%llu,\"lost\":%llu,\"reordered\":%u,"
+	    "\"jitter_ms\":%.2f}", name, (unsigned long long)r->packets,
+	    (unsigned long long)r->bytes,
+	    (unsigned long long)rtp_stats_expected(r),
+	    (unsigned long long)rtp_stats_lost(r), r->reordered,
+	    rtp_stats_jitter_ms(r));
+}
 
-	*out = *in = 0;
-	LIST_FOREACH(s, &m->sessions, entry) {
-		*out += s->pkts[DIR_OUT];
-		*in += s->pkts[DIR_IN];
-	}
+/* One direction of a stream's RTP, for people. */
+static void
+sip_text_rtp(struct evbuffer *out, const char *name, const struct rtp_stats *r)
+{
+	evbuffer_add_printf(out, "      %-8s %llu packets, %llu bytes, lost "
+	    "%llu of %llu, reordered %u, jitter %.1f ms\n", name,
+	    (unsigned long long)r->packets, (unsigned long long)r->bytes,
+	    (unsigned long long)rtp_stats_lost(r),
+	    (unsigned long long)rtp_stats_expected(r), r->reordered,
+	    rtp_stats_jitter_ms(r));
 }
 
 /* One media stream of a call, human or JSON. */
@@ -1513,23 +1849,82 @@ sip_show_media(struct evbuffer *out, const struct sip_media *sm, bool json,
     bool first)
 {
 	char		in[32], pub[32], rem[32];
-	uint64_t	pout, pin;
+	const struct rtp_stats *o = &sm->rtp_stats[DIR_OUT];
+	const struct rtp_stats *i = &sm->rtp_stats[DIR_IN];
 
 	sip_endpoint(in, sizeof in, sm->rtp->in_addr, sm->rtp->in_port);
 	sip_endpoint(pub, sizeof pub, sip.pub, sm->rtp->pub_port);
 	sip_endpoint(rem, sizeof rem, sm->rem_addr, sm->rem_port);
-	sip_mapping_packets(sm->rtp, &pout, &pin);
-	if (json)
+	if (json) {
 		evbuffer_add_printf(out, "%s{\"type\":\"%s\",\"inside\":\"%s\","
 		    "\"public\":\"%s\",\"remote\":\"%s\",\"rtcp_public\":%u,"
-		    "\"packets_out\":%llu,\"packets_in\":%llu}",
+		    "\"packets_out\":%llu,\"packets_in\":%llu,\"on_hold\":%s,"
+		    "\"one_way_alarm\":%s,\"filtered\":%llu,"
+		    "\"stray\":%llu,\"stray_port\":%u,",
 		    first ? "" : ",", sm->type, in, pub, rem,
-		    sm->rtcp->pub_port, (unsigned long long)pout,
-		    (unsigned long long)pin);
-	else
-		evbuffer_add_printf(out, "    %-6s inside %-21s public %-21s "
-		    "remote %-21s out %llu in %llu\n", sm->type, in, pub, rem,
-		    (unsigned long long)pout, (unsigned long long)pin);
+		    sm->rtcp->pub_port, (unsigned long long)o->packets,
+		    (unsigned long long)i->packets, sm->held ? "true" : "false",
+		    sm->alarm[DIR_IN] ? "\"inbound\"" : sm->alarm[DIR_OUT] ?
+		    "\"outbound\"" : "null", (unsigned long long)sm->filtered,
+		    (unsigned long long)sm->stray, sm->stray_port);
+		sip_json_rtp(out, "out", o);
+		evbuffer_add(out, ",", 1);
+		sip_json_rtp(out, "in", i);
+		evbuffer_add(out, "}", 1);
+		return;
+	}
+	evbuffer_add_printf(out, "    %-6s inside %-21s public %-21s "
+	    "remote %-21s out %llu in %llu loss %llu/%llu jitter %.1f/%.1f "
+	    "ms%s%s\n", sm->type, in, pub, rem,
+	    (unsigned long long)o->packets, (unsigned long long)i->packets,
+	    (unsigned long long)rtp_stats_lost(o),
+	    (unsigned long long)rtp_stats_lost(i), rtp_stats_jitter_ms(o),
+	    rtp_stats_jitter_ms(i), sm->held ? " (on hold)" : "",
+	    sm->alarm[DIR_IN] ? " ONE-WAY: no inbound" : sm->alarm[DIR_OUT] ?
+	    " ONE-WAY: no outbound" : "");
+}
+
+/* A call's head: Call-ID, state, direction, parties, age. */
+static void
+sip_show_call(struct evbuffer *out, const struct sip_dialog *d, bool json)
+{
+	if (!json) {
+		evbuffer_add_printf(out, "%s %s %s %s -> %s\n", d->call_id,
+		    sip_state_names[d->state], d->outgoing ? "outgoing" :
+		    "incoming", d->from, d->to);
+		return;
+	}
+	evbuffer_add_printf(out, "{\"call_id\":");
+	sip_json_str(out, d->call_id);
+	evbuffer_add_printf(out, ",\"state\":\"%s\",\"direction\":\"%s\","
+	    "\"from\":", sip_state_names[d->state], d->outgoing ? "outgoing" :
+	    "incoming");
+	sip_json_str(out, d->from);
+	evbuffer_add_printf(out, ",\"to\":");
+	sip_json_str(out, d->to);
+	evbuffer_add_printf(out, ",\"age\":%llu,\"last_signalling\":",
+	    (unsigned long long)(nat_now() - d->created));
+	sip_json_str(out, d->last_sig);
+	evbuffer_add_printf(out, ",\"session_expires\":%u,\"media\":[",
+	    d->session_expires);
+}
+
+/* A call's media streams. */
+static void
+sip_show_streams(struct evbuffer *out, const struct sip_dialog *d,
+    bool json)
+{
+	unsigned	i;
+	bool		first = true;
+
+	for (i = 0; i < d->nmedia; i++) {
+		if (d->media[i].rtp == NULL)
+			continue;
+		sip_show_media(out, &d->media[i], json, first);
+		first = false;
+	}
+	if (json)
+		evbuffer_add(out, "]", 1);
 }
 
 /* sipnatctl calls */
@@ -1537,45 +1932,80 @@ static void
 sip_cmd_calls(int argc, char **argv, bool json, struct evbuffer *out)
 {
 	struct sip_dialog	*d;
-	unsigned		 i;
-	bool			 first = true, mfirst;
+	bool			 first = true;
 
 	if (json)
 		evbuffer_add_printf(out, "{\"calls\":[");
 	LIST_FOREACH(d, &sip.dialogs, all) {
-		if (json) {
-			evbuffer_add_printf(out, "%s{\"call_id\":",
-			    first ? "" : ",");
-			sip_json_str(out, d->call_id);
-			evbuffer_add_printf(out, ",\"state\":\"%s\","
-			    "\"direction\":\"%s\",\"from\":",
-			    sip_state_names[d->state],
-			    d->outgoing ? "outgoing" : "incoming");
-			sip_json_str(out, d->from);
-			evbuffer_add_printf(out, ",\"to\":");
-			sip_json_str(out, d->to);
-			evbuffer_add_printf(out, ",\"age\":%llu,\"media\":[",
-			    (unsigned long long)(nat_now() - d->created));
-		} else
-			evbuffer_add_printf(out, "%s %s %s %s -> %s\n",
-			    d->call_id, sip_state_names[d->state],
-			    d->outgoing ? "outgoing" : "incoming", d->from,
-			    d->to);
-		mfirst = true;
-		for (i = 0; i < d->nmedia; i++) {
-			if (d->media[i].rtp == NULL)
-				continue;
-			sip_show_media(out, &d->media[i], json, mfirst);
-			mfirst = false;
-		}
+		if (json && !first)
+			evbuffer_add(out, ",", 1);
+		sip_show_call(out, d, json);
+		sip_show_streams(out, d, json);
 		if (json)
-			evbuffer_add_printf(out, "]}");
+			evbuffer_add(out, "}", 1);
 		first = false;
 	}
 	if (json)
 		evbuffer_add_printf(out, "]}\n");
 	else if (first)
 		evbuffer_add_printf(out, "no calls\n");
+}
+
+/* sipnatctl call CALL-ID: one call in full, with its events. */
+static void
+sip_cmd_call(int argc, char **argv, bool json, struct evbuffer *out)
+{
+	const struct sip_dialog		*d;
+	const struct sip_call_ev	*e;
+	unsigned			 i, n, first;
+
+	if (argc != 2) {
+		evbuffer_add_printf(out, json ? "{\"error\":\"usage: call "
+		    "CALL-ID\"}\n" : "usage: call CALL-ID\n");
+		return;
+	}
+	if ((d = sip_dialog_find(argv[1])) == NULL) {
+		evbuffer_add_printf(out, json ? "{\"error\":\"no such call\"}\n" :
+		    "no such call\n");
+		return;
+	}
+	n = d->nevents < SIP_EVENTS ? d->nevents : SIP_EVENTS;
+	first = d->nevents - n;
+	sip_show_call(out, d, json);
+	if (!json) {
+		evbuffer_add_printf(out, "  age %llu s, last signalling: %s",
+		    (unsigned long long)(nat_now() - d->created), d->last_sig);
+		if (d->session_expires != 0)
+			evbuffer_add_printf(out, ", Session-Expires %u s, "
+			    "refreshed %llu s ago", d->session_expires,
+			    (unsigned long long)(nat_now() - d->refreshed));
+		evbuffer_add_printf(out, "\n  media:\n");
+		for (i = 0; i < d->nmedia; i++) {
+			if (d->media[i].rtp == NULL)
+				continue;
+			sip_show_media(out, &d->media[i], false, i == 0);
+			sip_text_rtp(out, "out", &d->media[i].rtp_stats[DIR_OUT]);
+			sip_text_rtp(out, "in", &d->media[i].rtp_stats[DIR_IN]);
+		}
+		evbuffer_add_printf(out, "  events:\n");
+	} else {
+		sip_show_streams(out, d, true);
+		evbuffer_add_printf(out, ",\"events\":[");
+	}
+	for (i = first; i < d->nevents; i++) {
+		e = &d->events[i % SIP_EVENTS];
+		if (json) {
+			evbuffer_add_printf(out, "%s{\"age\":%llu,\"text\":",
+			    i == first ? "" : ",",
+			    (unsigned long long)(nat_now() - e->when));
+			sip_json_str(out, e->text);
+			evbuffer_add(out, "}", 1);
+		} else
+			evbuffer_add_printf(out, "    -%llus %s\n",
+			    (unsigned long long)(nat_now() - e->when), e->text);
+	}
+	if (json)
+		evbuffer_add_printf(out, "]}\n");
 }
 
 static const struct alg_cmd sip_cmds[] = {
@@ -1589,6 +2019,11 @@ static const struct alg_cmd sip_cmds[] = {
 		.usage = "calls",
 		.exec = sip_cmd_calls,
 	},
+	{
+		.name = "call",
+		.usage = "call CALL-ID",
+		.exec = sip_cmd_call,
+	},
 	{ .name = NULL }
 };
 
@@ -1599,6 +2034,7 @@ const struct alg alg_sip = {
 	.stream = sip_stream,
 	.configure = sip_configure,
 	.tick = sip_tick,
+	.stray = sip_stray,
 	.shutdown = sip_shutdown,
 	.stats = sip_stats,
 	.cmds = sip_cmds,

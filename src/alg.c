@@ -52,6 +52,17 @@ alg_tick(uint64_t now)
 			(*a)->tick(now);
 }
 
+/* A packet no mapping wanted: helpers may know why (diagnostics). */
+void
+alg_stray(const struct pkt *p)
+{
+	const struct alg	**a;
+
+	for (a = algs; *a != NULL; a++)
+		if ((*a)->stray != NULL)
+			(*a)->stray(p);
+}
+
 /* At exit. */
 void
 alg_shutdown(void)

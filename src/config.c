@@ -181,6 +181,9 @@ static const struct config_key config_keys[] = {
 	{ .section = "sip", .name = "max_registrations",
 	  .type = CONFIG_UINT, FIELD(sip_max_registrations),
 	  .min = 1, .max = CONFIG_MAX_SESSIONS },
+	{ .section = "sip", .name = "one_way_alarm",
+	  .type = CONFIG_UINT, FIELD(sip_one_way_alarm),
+	  .min = 0, .max = 3600 },
 
 	{ .section = "routes", .name = "table",
 	  .type = CONFIG_TABLE, FIELD(route_table) },
@@ -310,6 +313,7 @@ config_defaults(struct config *c)
 	c->sip_max_dialogs = 4096;
 	c->sip_max_media = 8;
 	c->sip_max_registrations = 4096;
+	c->sip_one_way_alarm = 5;
 
 	c->route_table = 7060;
 	c->route_mark = 0x5060;

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sipnat.h"
 
@@ -58,6 +59,7 @@ static struct {
 } t;
 
 static uint64_t	nat_clock;
+static uint64_t	nat_clock_us;		/* fixed by tests; 0: real */
 
 static void	*pool_get(struct pool *);
 static void	 pool_put(struct pool *, void *);
@@ -316,6 +318,28 @@ nat_set_now(uint64_t now)
 	nat_clock = now;
 }
 
+/*
+ * Microseconds on the monotonic clock, for media timing: read when asked
+ * (a vDSO call, no syscall), or fixed by tests with nat_set_now_us().
+ */
+uint64_t
+nat_now_us(void)
+{
+	struct timespec	ts;
+
+	if (nat_clock_us != 0)
+		return (nat_clock_us);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
+}
+
+/* Fix the microsecond clock (0: the real one again). */
+void
+nat_set_now_us(uint64_t us)
+{
+	nat_clock_us = us;
+}
+
 /* Live sessions. */
 size_t
 nat_session_count(void)
@@ -506,6 +530,14 @@ nat_mapping_gc(struct nat_mapping *m)
 	host_put(h);
 	pool_put(&t.mappings, m);
 	stat_inc(STAT_MAP_EXPIRED);
+}
+
+/* A helper watches the mapping's packets (NULL stops it). */
+void
+nat_mapping_watch(struct nat_mapping *m, nat_watch_cb cb, void *arg)
+{
+	m->watch = cb;
+	m->watch_arg = arg;
 }
 
 /* A helper keeps the mapping alive (a registration, a pinhole). */

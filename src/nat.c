@@ -484,6 +484,8 @@ nat_outbound(struct pkt *p)
 			stat_inc(STAT_MSS_CLAMPED);
 	}
 	nat_session_touch(s, DIR_OUT, p->len);
+	if (s->map->watch != NULL)
+		s->map->watch(s->map->watch_arg, p, DIR_OUT, true);
 	if (!nat_helper(p, DIR_OUT, s))
 		return;
 	nat_out_send(p, s);
@@ -525,6 +527,8 @@ nat_filter_allows(const struct pkt *p, const struct nat_mapping *m,
 		return (true);
 	}
 	stat_inc(STAT_DROP_FILTERED);
+	if (m->watch != NULL)
+		m->watch(m->watch_arg, p, DIR_IN, false);
 	return (false);
 }
 
@@ -552,6 +556,7 @@ nat_inbound(struct pkt *p)
 				return;
 			}
 			stat_inc(STAT_DROP_NO_MAPPING);
+			alg_stray(p);
 			return;
 		}
 		if (!nat_filter_allows(p, m, rport))
@@ -568,6 +573,8 @@ nat_inbound(struct pkt *p)
 			stat_inc(STAT_MSS_CLAMPED);
 	}
 	nat_session_touch(s, DIR_IN, p->len);
+	if (m->watch != NULL)
+		m->watch(m->watch_arg, p, DIR_IN, true);
 	if (!nat_helper(p, DIR_IN, s))
 		return;
 	nat_in_send(p, s);
