@@ -68,7 +68,12 @@ struct stream_dir {
 	unsigned	 nunits;
 	/* The other direction as this sender sees it, for our own ACKs. */
 	uint32_t	 peer_seq;	/* its next sequence number */
-	uint16_t	 peer_win;	/* its last window field, raw */
+	uint16_t	 peer_win;	/* its last window field, scaled */
+	bool		 peer_ts;	/* it sends timestamps (RFC 7323) */
+	uint32_t	 peer_tsval;	/* its last TSval */
+	uint32_t	 echo_tsval;	/* the sender's last TSval */
+	uint32_t	 fwd_ack;	/* the last ACK sent on to the receiver */
+	uint16_t	 fwd_win;	/* and window */
 	uint32_t	 last_ack;	/* the receiver's last ACK, translated */
 	unsigned	 dupacks;
 	/* The sender's last headers, to build segments on (options kept). */
@@ -92,6 +97,7 @@ static struct {
 	unsigned		 count;
 	LIST_HEAD(, stream)	 all;
 	const struct stream_io	*io;
+	uint64_t		 segments_sent;		/* by stream_send() */
 	uint8_t			 out[SIPNAT_MAX_PKT];	/* rewritten bytes */
 	/* Packets are read as 16- and 32-bit words: keep them aligned. */
 	uint8_t			 seg[SIPNAT_MAX_PKT] __attribute__((aligned(8)));
@@ -268,6 +274,24 @@ stream_t2o(const struct stream_dir *d, uint32_t ack)
 	return (ack - (uint32_t)d->delta);
 }
 
+/*
+ * An acknowledgement as the sender is to see it, rounded up: the left
+ * edge of a SACK block inside a batch counts from the batch's end.
+ */
+static uint32_t
+stream_t2o_up(const struct stream_dir *d, uint32_t ack)
+{
+	const struct stream_unit	*u;
+	unsigned			 i;
+
+	for (i = 0; i < d->nunits; i++) {
+		u = &d->units[i];
+		if (SEQ_LT(u->tseq, ack) && SEQ_LT(ack, u->tseq + u->len))
+			return (u->oend);
+	}
+	return (stream_t2o(d, ack));
+}
+
 /* Set a TCP header's 32-bit field at off, fixing the checksum. */
 static void
 stream_set32(struct pkt *p, unsigned off, uint32_t v)
@@ -305,33 +329,35 @@ stream_sack(struct stream_seg *g, const struct stream_dir *d)
 		if (g->tcp[i] == 5) {
 			n = (g->tcp[i + 1] - 2) / 8;
 			for (k = 0; k < 2 * n; k++)
-				stream_set32(g->p, i + 2 + 4 * k,
-				    stream_t2o(d, get32(g->tcp + i + 2 + 4 * k)));
+				stream_set32(g->p, i + 2 + 4 * k, (k % 2 == 0 ?
+				    stream_t2o_up : stream_t2o)(d,
+				    get32(g->tcp + i + 2 + 4 * k)));
 		}
 		i += g->tcp[i + 1];
 	}
 }
 
-/* The MSS a SYN announces, or 0. */
-static uint16_t
-stream_syn_mss(const struct stream_seg *g)
+/* A TCP option of a segment (kind, its length), or NULL. */
+static const uint8_t *
+stream_opt(const struct stream_seg *g, uint8_t kind, uint8_t len)
 {
 	unsigned	i = 20;
 
-	while (i + 3 < g->thl) {
+	while (i < g->thl) {
 		if (g->tcp[i] == 0)
 			break;
 		if (g->tcp[i] == 1) {
 			i++;
 			continue;
 		}
-		if (g->tcp[i + 1] < 2)
+		if (i + 1 >= g->thl || g->tcp[i + 1] < 2 ||
+		    i + g->tcp[i + 1] > g->thl)
 			break;
-		if (g->tcp[i] == 2 && g->tcp[i + 1] == 4)
-			return ((uint16_t)(g->tcp[i + 2] << 8 | g->tcp[i + 3]));
+		if (g->tcp[i] == kind && g->tcp[i + 1] == len)
+			return (g->tcp + i);
 		i += g->tcp[i + 1];
 	}
-	return (0);
+	return (NULL);
 }
 
 /*
@@ -349,7 +375,7 @@ stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
 	uint16_t		 sport, dport, w;
 	struct pkt		 p;
 
-	memset(ip, 0, IP_HDR_MIN + 20);
+	memset(ip, 0, IP_HDR_MIN + 32);
 	if (dir == DIR_OUT) {
 		src = s->rem_addr;
 		sport = s->rem_port;
@@ -362,7 +388,7 @@ stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
 		dport = s->rem_port;
 	}
 	ip[0] = 0x45;
-	ip[3] = IP_HDR_MIN + 20;
+	ip[3] = IP_HDR_MIN + (d->peer_ts ? 32 : 20);
 	ip[8] = 64;
 	ip[9] = IPPROTO_TCP;
 	memcpy(ip + 12, &src, 4);
@@ -379,7 +405,16 @@ stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
 	tcp[13] = TCP_ACK;
 	w = htons(d->peer_win);
 	memcpy(tcp + 14, &w, 2);
-	if (pkt_parse(&p, ip, IP_HDR_MIN + 20) != PKT_OK)
+	if (d->peer_ts) {
+		/* Both ends use timestamps: ours echo like the receiver's. */
+		tcp[12] = 8 << 4;
+		tcp[20] = tcp[21] = 1;
+		tcp[22] = 8;
+		tcp[23] = 10;
+		put32(tcp + 24, d->peer_tsval);
+		put32(tcp + 28, d->echo_tsval);
+	}
+	if (pkt_parse(&p, ip, ip[3]) != PKT_OK)
 		return;
 	w = cksum_l4(&p);
 	memcpy(tcp + 16, &w, 2);
@@ -422,8 +457,11 @@ stream_send(struct stream *sm, enum nat_dir dir, uint32_t tseq,
 			return;
 		put32(p.l4 + 4, tseq + (uint32_t)off);
 		p.l4[13] = (uint8_t)((p.l4[13] & ~(TCP_FIN | TCP_PSH | TCP_SYN |
-		    TCP_RST)) | (off + n == len ? TCP_PSH |
+		    TCP_RST)) | (off + n == len ? (n > 0 ? TCP_PSH : 0) |
 		    (fin ? TCP_FIN : 0) : 0));
+		d->fwd_ack = get32(p.l4 + 8);
+		d->fwd_win = (uint16_t)(p.l4[14] << 8 | p.l4[15]);
+		st.segments_sent++;
 		p.tcp_flags = p.l4[13];
 		p.l4[16] = p.l4[17] = 0;
 		w = cksum_l4(&p);
@@ -592,8 +630,17 @@ stream_from_receiver(struct stream *sm, enum nat_dir dir,
 {
 	struct stream_dir	*d = &sm->dir[dir];
 	uint32_t		 ack = g->ack;
+	const uint8_t		*opt;
+	unsigned		 win = (unsigned)(g->tcp[14] << 8 | g->tcp[15]);
 
-	d->peer_win = (uint16_t)(g->tcp[14] << 8 | g->tcp[15]);
+	/* A SYN's window is not scaled; the ones after it are. */
+	if ((g->flags & TCP_SYN) && (opt = stream_opt(g, 3, 3)) != NULL)
+		win >>= opt[2] < 14 ? opt[2] : 14;
+	d->peer_win = (uint16_t)win;
+	if ((opt = stream_opt(g, 8, 10)) != NULL) {
+		d->peer_ts = true;
+		d->peer_tsval = get32(opt + 2);
+	}
 	if (!(g->flags & TCP_ACK))
 		return;
 	if (d->nunits > 0 && ack == d->last_ack && g->len == 0 &&
@@ -696,17 +743,48 @@ stream_reset(struct stream_dir *d)
 	d->mss = 0;
 }
 
-/* Keep the sender's headers to build our segments on. */
+/*
+ * Keep the sender's headers to build our segments on: its IP header and
+ * TCP header with the timestamp option only (SACK blocks and the rest
+ * describe that one segment, not ours).
+ */
 static void
 stream_template(struct stream_dir *d, const struct stream_seg *g)
 {
-	size_t	len = g->p->hl + g->thl;
+	const uint8_t	*ts = stream_opt(g, 8, 10);
+	uint8_t		*tcp;
 
-	if (len > STREAM_TMPL)
+	if (g->p->hl + 32 > STREAM_TMPL)
 		return;
-	memcpy(d->tmpl, g->p->buf, len);
+	memcpy(d->tmpl, g->p->buf, g->p->hl + 20);
+	tcp = d->tmpl + g->p->hl;
+	tcp[12] = 5 << 4;
 	d->tmpl_hl = g->p->hl;
-	d->tmpl_len = (unsigned)len;
+	d->tmpl_len = g->p->hl + 20;
+	if (ts != NULL) {
+		tcp[12] = 8 << 4;
+		tcp[20] = tcp[21] = 1;
+		memcpy(tcp + 22, ts, 10);
+		d->tmpl_len += 12;
+		d->echo_tsval = get32(ts + 2);
+	}
+}
+
+/*
+ * A segment we kept or dropped may carry news for the other end: an ACK
+ * or a window it has not seen.  If nothing of ours carried it, send it
+ * on in a segment without data.
+ */
+static void
+stream_pass_ack(struct stream *sm, enum nat_dir dir, const struct stream_seg *g)
+{
+	struct stream_dir	*d = &sm->dir[dir];
+	uint32_t		 ack = get32(g->tcp + 8);
+	uint16_t		 win = (uint16_t)(g->tcp[14] << 8 | g->tcp[15]);
+
+	if (!(g->flags & TCP_ACK) || (ack == d->fwd_ack && win == d->fwd_win))
+		return;
+	stream_send(sm, dir, d->sent + (uint32_t)d->delta, NULL, 0, false);
 }
 
 /*
@@ -723,6 +801,8 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 	struct stream_dir	*d;
 	struct stream_seg	 g;
 	enum nat_dir		 dir = ap->dir, rdir;
+	const uint8_t		*opt;
+	uint64_t		 sent_before = st.segments_sent;
 	bool			 pass;
 
 	if (sm == NULL) {
@@ -744,7 +824,9 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		}
 		d->synced = true;
 		d->nxt = d->sent = g.seq + 1;
-		sm->dir[rdir].mss = stream_syn_mss(&g);
+		opt = stream_opt(&g, 2, 4);
+		sm->dir[rdir].mss = opt != NULL ?
+		    (uint16_t)(opt[2] << 8 | opt[3]) : 0;
 		sm->dir[rdir].peer_seq = g.seq + 1;
 		return (true);
 	}
@@ -770,6 +852,11 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		stream_data(sm, dir, &g, a, ap);
 		pass = false;
 	}
+	if (pass) {
+		d->fwd_ack = get32(g.tcp + 8);
+		d->fwd_win = (uint16_t)(g.tcp[14] << 8 | g.tcp[15]);
+	} else if (st.segments_sent == sent_before)
+		stream_pass_ack(sm, dir, &g);
 	/* What the receiver will take as our next byte, for our ACKs. */
 	sm->dir[rdir].peer_seq = d->sent + (uint32_t)d->delta;
 	return (pass);

@@ -75,7 +75,7 @@ if e2e_is_sipnatd; then
 	cid=$(e2e_ctl -j calls | "$E2E_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["calls"][0]["call_id"])')
 	e2e_ctl call "$cid" >"$E2E_TMP/call.txt"
 	sed 's/^/#   /' "$E2E_TMP/call.txt"
-	grep -q "rewrote Via $LAN1:5060 -> $GW_WAN:" "$E2E_TMP/call.txt" &&
+	grep -qE "rewrote Via $LAN1:[0-9]+ -> $GW_WAN:" "$E2E_TMP/call.txt" &&
 	    grep -q "rewrote SDP m=audio $PHONE_RTP -> " "$E2E_TMP/call.txt" &&
 	    grep -q "opened pinholes" "$E2E_TMP/call.txt" ||
 	    fail "sipnatctl call $cid does not show the rewrites and pinholes"
