@@ -52,6 +52,13 @@ struct alg {
 	void		(*tick)(uint64_t);
 	/* Optional: an inbound packet to a public port with no mapping. */
 	void		(*stray)(const struct pkt *);
+	/*
+	 * Optional: a capture filter for "capture start FILE MODE [ARG]":
+	 * 0 with the filter and its argument (freed with *arg_free), or -1
+	 * if MODE is not the helper's.
+	 */
+	int		(*capture)(const char *, const char *, capture_filter_cb *,
+			    void **, void (**)(void *));
 	/* Free everything at exit. */
 	void		(*shutdown)(void);
 	/* Counters, shown by sipnatctl stats: name and value pairs. */
@@ -65,6 +72,8 @@ const struct alg *alg_find(const struct pkt *, enum nat_dir);
 int		 alg_configure(const struct config *, char **);
 void		 alg_tick(uint64_t);
 void		 alg_stray(const struct pkt *);
+int		 alg_capture(const char *, const char *, capture_filter_cb *,
+		     void **, void (**)(void *));
 void		 alg_shutdown(void);
 void		 alg_stats(void (*)(const char *, uint64_t, void *), void *);
 const struct alg_cmd *alg_cmd_find(const char *);

@@ -508,6 +508,14 @@ int		 uplink_send(const uint8_t *, size_t);
 void		 uplink_flush(void);
 int		 uplink_iface(const char *, uint32_t *, int *, char **);
 
+/* capture.c */
+typedef bool	(*capture_filter_cb)(const struct pkt *, void *);
+int		 capture_start(const char *, const char *, capture_filter_cb,
+		     void *, void (*)(void *), char **);
+void		 capture_stop(void);
+bool		 capture_status(const char **, const char **, uint64_t *);
+void		 capture_packet(const uint8_t *, size_t);
+
 /* control.c */
 int		 control_init(struct event_base *, const char *, char **);
 void		 control_cleanup(void);

@@ -146,6 +146,9 @@ struct sip_dialog {
 	char			*from;
 	char			*to;
 	uint32_t		 phone;		/* inside address */
+	uint8_t			 sig_proto;	/* its signalling mapping */
+	uint16_t		 sig_in_port;
+	uint16_t		 sig_pub_port;
 	bool			 outgoing;	/* the phone called */
 	enum sip_state		 state;
 	uint64_t		 created;
@@ -369,6 +372,9 @@ sip_dialog_new(struct sip_ctx *x)
 		return (NULL);
 	}
 	d->phone = x->in_addr;
+	d->sig_proto = x->map->proto;
+	d->sig_in_port = x->map->in_port;
+	d->sig_pub_port = x->map->pub_port;
 	d->outgoing = x->ap->dir == DIR_OUT;
 	d->state = SIP_CALLING;
 	d->created = d->last = nat_now();
@@ -1743,6 +1749,87 @@ sip_tick(uint64_t now)
 	}
 }
 
+/* Is this port one of the SIP ports (normalised or not)? */
+static bool
+sip_port_listed(uint16_t port)
+{
+	int	i;
+
+	for (i = 0; i < sip.nports; i++)
+		if (sip.ports[i].port == port)
+			return (true);
+	return (false);
+}
+
+/* Capture filter "sip": UDP or TCP to or from a SIP port. */
+static bool
+sip_capture_sip(const struct pkt *p, void *arg)
+{
+	return ((p->proto == IPPROTO_UDP || p->proto == IPPROTO_TCP) &&
+	    (sip_port_listed(p->sport) || sip_port_listed(p->dport)));
+}
+
+/* Does a packet have this endpoint as its source or destination? */
+static bool
+sip_pkt_has(const struct pkt *p, uint32_t addr, uint16_t port)
+{
+	return ((p->src == addr && p->sport == port) ||
+	    (p->dst == addr && p->dport == port));
+}
+
+/* Does a packet belong to a mapping, on either side of it? */
+static bool
+sip_pkt_on(const struct pkt *p, const struct nat_mapping *m)
+{
+	return (m != NULL && p->proto == m->proto &&
+	    (sip_pkt_has(p, m->in_addr, m->in_port) ||
+	    sip_pkt_has(p, sip.pub, m->pub_port)));
+}
+
+/*
+ * Capture filter "call CALL-ID": the phone's signalling (its mapping, so
+ * other calls of the phone too) and the call's media, both sides.
+ */
+static bool
+sip_capture_call(const struct pkt *p, void *arg)
+{
+	const struct sip_dialog	*d;
+	unsigned		 i;
+
+	if ((d = sip_dialog_find(arg)) == NULL || !pkt_has_ports(p->proto))
+		return (false);
+	if (p->proto == d->sig_proto &&
+	    (sip_pkt_has(p, d->phone, d->sig_in_port) ||
+	    sip_pkt_has(p, sip.pub, d->sig_pub_port)))
+		return (true);
+	for (i = 0; i < d->nmedia; i++)
+		if (sip_pkt_on(p, d->media[i].rtp) ||
+		    sip_pkt_on(p, d->media[i].rtcp))
+			return (true);
+	return (false);
+}
+
+/* The capture filters this helper offers: "sip", "call CALL-ID". */
+static int
+sip_capture(const char *mode, const char *arg, capture_filter_cb *cb,
+    void **cb_arg, void (**cb_free)(void *))
+{
+	if (strcmp(mode, "sip") == 0 && arg == NULL) {
+		*cb = sip_capture_sip;
+		*cb_arg = NULL;
+		*cb_free = NULL;
+		return (0);
+	}
+	if (strcmp(mode, "call") == 0 && arg != NULL) {
+		if ((*cb_arg = strdup(arg)) == NULL)
+			return (-1);
+		*cb = sip_capture_call;
+		*cb_free = free;
+		return (0);
+	}
+	return (-1);
+}
+
 /* Free everything at exit. */
 static void
 sip_shutdown(void)
@@ -2035,6 +2122,7 @@ const struct alg alg_sip = {
 	.configure = sip_configure,
 	.tick = sip_tick,
 	.stray = sip_stray,
+	.capture = sip_capture,
 	.shutdown = sip_shutdown,
 	.stats = sip_stats,
 	.cmds = sip_cmds,

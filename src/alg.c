@@ -63,6 +63,20 @@ alg_stray(const struct pkt *p)
 			(*a)->stray(p);
 }
 
+/* The capture filter a helper offers for a mode; -1 if none does. */
+int
+alg_capture(const char *mode, const char *arg, capture_filter_cb *cb,
+    void **cb_arg, void (**cb_free)(void *))
+{
+	const struct alg	**a;
+
+	for (a = algs; *a != NULL; a++)
+		if ((*a)->capture != NULL &&
+		    (*a)->capture(mode, arg, cb, cb_arg, cb_free) == 0)
+			return (0);
+	return (-1);
+}
+
 /* At exit. */
 void
 alg_shutdown(void)

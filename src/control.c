@@ -119,6 +119,7 @@ static void	control_sessions_cb(struct nat_session *, void *);
 static void	control_stats_add(struct control_req *, const char *, uint64_t,
 		    bool);
 static void	control_stats(struct control_req *);
+static void	control_capture(struct control_req *);
 
 static const struct control_cmd control_cmds[] = {
 	{
@@ -152,6 +153,14 @@ static const struct control_cmd control_cmds[] = {
 		.args_min = 0,
 		.args_max = 0,
 		.exec = control_stats,
+	},
+	{
+		.name = "capture",
+		.usage = "[start FILE [all | sip | call CALL-ID] | stop]",
+		.help = "write packets as received and as sent to a pcap file",
+		.args_min = 0,
+		.args_max = 4,
+		.exec = control_capture,
 	},
 };
 #define CONTROL_NCMDS (sizeof control_cmds / sizeof control_cmds[0])
@@ -423,6 +432,77 @@ control_stats(struct control_req *req)
 	alg_stats(control_stats_alg_cb, req);
 	if (req->json)
 		evbuffer_add_printf(req->out, "}}\n");
+}
+
+/*
+ * The capture command: start FILE [MODE [ARG]] (all packets, or a mode a
+ * helper offers), stop, or nothing to see what runs.
+ */
+static void
+control_capture(struct control_req *req)
+{
+	const char		*path, *what, *mode = "all", *arg = NULL;
+	capture_filter_cb	 cb = NULL;
+	void			*cb_arg = NULL;
+	void			(*cb_free)(void *) = NULL;
+	char			*cause = NULL, desc[128];
+	uint64_t		 n;
+
+	if (req->argc == 1) {
+		if (!capture_status(&path, &what, &n))
+			evbuffer_add_printf(req->out, req->json ?
+			    "{\"capture\":null}\n" : "no capture\n");
+		else if (req->json) {
+			evbuffer_add_printf(req->out, "{\"capture\":{\"file\":");
+			control_json_string(req->out, path);
+			evbuffer_add_printf(req->out, ",\"filter\":");
+			control_json_string(req->out, what);
+			evbuffer_add_printf(req->out, ",\"packets\":%llu}}\n",
+			    (unsigned long long)n);
+		} else
+			evbuffer_add_printf(req->out, "capture to %s (%s): %llu "
+			    "packets\n", path, what, (unsigned long long)n);
+		return;
+	}
+	if (strcmp(req->argv[1], "stop") == 0 && req->argc == 2) {
+		if (!capture_status(&path, &what, &n)) {
+			control_error(req->out, "no capture is running");
+			return;
+		}
+		evbuffer_add_printf(req->out, req->json ? "{\"capture\":"
+		    "\"stopped\",\"packets\":%llu}\n" : "capture stopped: %llu "
+		    "packets\n", (unsigned long long)n);
+		capture_stop();
+		return;
+	}
+	if (strcmp(req->argv[1], "start") != 0 || req->argc < 3) {
+		control_error(req->out, "usage: capture [start FILE [all | sip "
+		    "| call CALL-ID] | stop]");
+		return;
+	}
+	if (req->argc >= 4)
+		mode = req->argv[3];
+	if (req->argc >= 5)
+		arg = req->argv[4];
+	if (strcmp(mode, "all") != 0 &&
+	    alg_capture(mode, arg, &cb, &cb_arg, &cb_free) == -1) {
+		control_error(req->out, "capture: unknown filter (all, sip, "
+		    "call CALL-ID)");
+		return;
+	}
+	snprintf(desc, sizeof desc, "%s%s%s", mode, arg != NULL ? " " : "",
+	    arg != NULL ? arg : "");
+	if (capture_start(req->argv[2], desc, cb, cb_arg, cb_free,
+	    &cause) == -1) {
+		if (cb_free != NULL)
+			cb_free(cb_arg);
+		control_error(req->out, "capture: %s", cause != NULL ? cause :
+		    "cannot start");
+		free(cause);
+		return;
+	}
+	evbuffer_add_printf(req->out, req->json ? "{\"capture\":\"started\"}\n" :
+	    "capture started\n");
 }
 
 /* The reload command: read the configuration again. */

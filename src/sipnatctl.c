@@ -214,6 +214,20 @@ ctl_copy(int fd)
 	return (ctl_failed(head, hlen));
 }
 
+/* A path made absolute from the working directory. */
+static char *
+ctl_absolute(const char *path)
+{
+	char	cwd[4096], *abs;
+
+	if (getcwd(cwd, sizeof cwd) == NULL ||
+	    asprintf(&abs, "%s/%s", cwd, path) == -1) {
+		fprintf(stderr, "sipnatctl: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	return (abs);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -239,6 +253,10 @@ main(int argc, char **argv)
 	if (argc == 0)
 		usage(stderr, 1);
 
+	/* The daemon runs elsewhere: give it an absolute capture file. */
+	if (argc >= 3 && strcmp(argv[0], "capture") == 0 &&
+	    strcmp(argv[1], "start") == 0 && argv[2][0] != '/')
+		argv[2] = ctl_absolute(argv[2]);
 	line = ctl_line(argc, argv, json);
 	signal(SIGALRM, ctl_alarm);
 	alarm(CTL_TIMEOUT);

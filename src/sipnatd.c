@@ -25,10 +25,26 @@ static struct event_base *base;
 static int		 tun_fd = -1;
 static const char	*conf_path = SIPNAT_CONF;
 
+/* The uplink, with a capture of what goes out. */
+static int
+io_uplink(const uint8_t *buf, size_t len)
+{
+	capture_packet(buf, len);
+	return (uplink_send(buf, len));
+}
+
+/* The TUN, with a capture of what goes in. */
+static int
+io_tun(const uint8_t *buf, size_t len)
+{
+	capture_packet(buf, len);
+	return (tun_write(buf, len));
+}
+
 static const struct nat_io sipnatd_io = {
-	.to_wan = uplink_send,
-	.to_lan = tun_write,
-	.to_lan_routed = uplink_send,
+	.to_wan = io_uplink,
+	.to_lan = io_tun,
+	.to_lan_routed = io_uplink,
 };
 
 static __attribute__((noreturn)) void usage(void);
@@ -186,6 +202,7 @@ tun_read_cb(int fd, short events, void *arg)
 			}
 			break;
 		}
+		capture_packet(buf, (size_t)n);
 		nat_input(buf, (size_t)n);
 	}
 	uplink_flush();
@@ -285,6 +302,7 @@ run(int foreground)
 	    conf->wan_mtu);
 	event_base_dispatch(base);
 
+	capture_stop();
 	control_cleanup();
 	event_free(ev_tun);
 	event_free(ev_tick);
