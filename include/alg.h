@@ -61,6 +61,8 @@ struct alg {
 			    void **, void (**)(void *));
 	/* Free everything at exit. */
 	void		(*shutdown)(void);
+	/* Optional: labelled series for the metrics endpoint. */
+	void		(*metrics)(struct evbuffer *);
 	/* Counters, shown by sipnatctl stats: name and value pairs. */
 	void		(*stats)(void (*)(const char *, uint64_t, void *),
 			    void *);
@@ -72,6 +74,7 @@ const struct alg *alg_find(const struct pkt *, enum nat_dir);
 int		 alg_configure(const struct config *, char **);
 void		 alg_tick(uint64_t);
 void		 alg_stray(const struct pkt *);
+void		 alg_metrics(struct evbuffer *);
 int		 alg_capture(const char *, const char *, capture_filter_cb *,
 		     void **, void (**)(void *));
 void		 alg_shutdown(void);

@@ -113,6 +113,9 @@ struct config {
 	unsigned	 sip_one_way_alarm;	/* seconds, 0: off */
 	unsigned	 to_sip_dialog;		/* [timeouts] sip_dialog */
 
+	/* [metrics] */
+	char		 metrics_listen[32];	/* "addr:port", "" off */
+
 	/* [routes]: read by scripts/sipnat-routes, checked here */
 	unsigned	 route_table;
 	unsigned	 route_mark;
@@ -133,6 +136,7 @@ void		 config_print_errors(const char *, struct config_errors *);
 void		 config_free_errors(struct config_errors *);
 void		 config_print(const struct config *, FILE *);
 int		 config_is_lan(const struct config *, uint32_t);
+int		 config_listen(const char *, uint32_t *, uint16_t *);
 void		 config_free(struct config *);
 
 /* log.c */
@@ -515,6 +519,10 @@ int		 capture_start(const char *, const char *, capture_filter_cb,
 void		 capture_stop(void);
 bool		 capture_status(const char **, const char **, uint64_t *);
 void		 capture_packet(const uint8_t *, size_t);
+
+/* metrics.c */
+int		 metrics_init(struct event_base *, const char *, char **);
+void		 metrics_cleanup(void);
 
 /* control.c */
 int		 control_init(struct event_base *, const char *, char **);

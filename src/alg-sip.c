@@ -2095,6 +2095,85 @@ sip_cmd_call(int argc, char **argv, bool json, struct evbuffer *out)
 		evbuffer_add_printf(out, "]}\n");
 }
 
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void
+sip_metrics_label(struct evbuffer *out, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add_printf(out, "\\%c", *s);
+		else if (*s == '\n')
+			evbuffer_add(out, "\\n", 2);
+		else
+			evbuffer_add(out, s, 1);
+	}
+}
+
+/* One family of per-stream series: what(sm, dir) for each live stream. */
+static void
+sip_metrics_family(struct evbuffer *out, const char *name, const char *help,
+    double (*what)(const struct sip_media *, int))
+{
+	const struct sip_dialog	*d;
+	unsigned		 i;
+	int			 dir;
+
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help,
+	    name);
+	LIST_FOREACH(d, &sip.dialogs, all) {
+		for (i = 0; i < d->nmedia; i++) {
+			if (d->media[i].rtp == NULL)
+				continue;
+			for (dir = DIR_OUT; dir <= DIR_IN; dir++) {
+				evbuffer_add_printf(out, "%s{call_id=\"", name);
+				sip_metrics_label(out, d->call_id);
+				evbuffer_add_printf(out, "\",media=\"%s\","
+				    "direction=\"%s\"} %.6g\n", d->media[i].type,
+				    dir == DIR_OUT ? "out" : "in",
+				    what(&d->media[i], dir));
+			}
+		}
+	}
+}
+
+static double
+sip_m_packets(const struct sip_media *sm, int dir)
+{
+	return ((double)sm->rtp_stats[dir].packets);
+}
+
+static double
+sip_m_lost(const struct sip_media *sm, int dir)
+{
+	return ((double)rtp_stats_lost(&sm->rtp_stats[dir]));
+}
+
+static double
+sip_m_jitter(const struct sip_media *sm, int dir)
+{
+	return (rtp_stats_jitter_ms(&sm->rtp_stats[dir]) / 1000.0);
+}
+
+static double
+sip_m_alarm(const struct sip_media *sm, int dir)
+{
+	return (sm->alarm[dir] ? 1 : 0);
+}
+
+/* The calls' media quality, per stream and direction. */
+static void
+sip_metrics(struct evbuffer *out)
+{
+	sip_metrics_family(out, "sipnat_rtp_packets", "RTP packets seen",
+	    sip_m_packets);
+	sip_metrics_family(out, "sipnat_rtp_lost", "RTP packets lost "
+	    "(RFC 3550 A.3)", sip_m_lost);
+	sip_metrics_family(out, "sipnat_rtp_jitter_seconds", "RTP "
+	    "interarrival jitter (RFC 3550 A.8)", sip_m_jitter);
+	sip_metrics_family(out, "sipnat_rtp_one_way_alarm", "1 while RTP "
+	    "does not arrive this way", sip_m_alarm);
+}
+
 static const struct alg_cmd sip_cmds[] = {
 	{
 		.name = "registrations",
@@ -2123,6 +2202,7 @@ const struct alg alg_sip = {
 	.tick = sip_tick,
 	.stray = sip_stray,
 	.capture = sip_capture,
+	.metrics = sip_metrics,
 	.shutdown = sip_shutdown,
 	.stats = sip_stats,
 	.cmds = sip_cmds,

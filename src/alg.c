@@ -77,6 +77,17 @@ alg_capture(const char *mode, const char *arg, capture_filter_cb *cb,
 	return (-1);
 }
 
+/* Helpers' labelled series for the metrics endpoint. */
+void
+alg_metrics(struct evbuffer *out)
+{
+	const struct alg	**a;
+
+	for (a = algs; *a != NULL; a++)
+		if ((*a)->metrics != NULL)
+			(*a)->metrics(out);
+}
+
 /* At exit. */
 void
 alg_shutdown(void)

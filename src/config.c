@@ -66,6 +66,7 @@ enum config_type {
 	CONFIG_SIZE,		/* bytes, with an optional k or m */
 	CONFIG_NETWORKS,	/* IPv4 prefixes */
 	CONFIG_ADDRESS,		/* an IPv4 address, or nothing */
+	CONFIG_LISTEN,		/* IPv4 address:port, or nothing */
 	CONFIG_PORTS,		/* low-high */
 	CONFIG_FILTERING,
 	CONFIG_BOOL,
@@ -185,6 +186,9 @@ static const struct config_key config_keys[] = {
 	  .type = CONFIG_UINT, FIELD(sip_one_way_alarm),
 	  .min = 0, .max = 3600 },
 
+	{ .section = "metrics", .name = "listen",
+	  .type = CONFIG_LISTEN, FIELD(metrics_listen) },
+
 	{ .section = "routes", .name = "table",
 	  .type = CONFIG_TABLE, FIELD(route_table) },
 	{ .section = "routes", .name = "mark",
@@ -261,6 +265,32 @@ static int	config_value(struct config *, const struct config_key *,
 static void	config_format(const struct config *, const struct config_key *,
 		    char *, size_t);
 static void	config_check(struct config_parse *);
+
+/*
+ * Split "a.b.c.d:port" (both parts required, port not 0); either output
+ * may be NULL.  -1 if it is not that.
+ */
+int
+config_listen(const char *v, uint32_t *addr, uint16_t *port)
+{
+	char			 a[INET_ADDRSTRLEN];
+	const char		*colon = strrchr(v, ':');
+	unsigned long long	 n;
+	uint32_t		 ia;
+
+	if (colon == NULL || (size_t)(colon - v) >= sizeof a)
+		return (-1);
+	memcpy(a, v, (size_t)(colon - v));
+	a[colon - v] = '\0';
+	if (inet_pton(AF_INET, a, &ia) != 1 ||
+	    config_number(colon + 1, 0, &n) == -1 || n == 0 || n > 65535)
+		return (-1);
+	if (addr != NULL)
+		*addr = ia;
+	if (port != NULL)
+		*port = (uint16_t)n;
+	return (0);
+}
 
 /* Fill in the built-in defaults; conf->path is left NULL. */
 void
@@ -1086,6 +1116,15 @@ config_value(struct config *c, const struct config_key *k, const char *v,
 		}
 		*(uint32_t *)field = a;
 		return (0);
+	case CONFIG_LISTEN:
+		if (len != 0 && (len >= k->size ||
+		    config_listen(v, NULL, NULL) == -1)) {
+			snprintf(cause, causelen, "expected an IPv4 address "
+			    "and port, a.b.c.d:port, or nothing");
+			return (-1);
+		}
+		memcpy(field, v, len + 1);
+		return (0);
 	case CONFIG_PORTS:
 		return (config_ports(c, v, cause, causelen));
 	case CONFIG_FILTERING:
@@ -1246,6 +1285,7 @@ config_format(const struct config *c, const struct config_key *k, char *buf,
 	case CONFIG_IFNAME:
 	case CONFIG_IFNAME_OPT:
 	case CONFIG_IFLIST:
+	case CONFIG_LISTEN:
 		snprintf(buf, len, "%.*s", (int)k->size, field);
 		break;
 	case CONFIG_LOGLEVEL:

@@ -141,6 +141,7 @@ keep_restart_only(const struct config *old, struct config *new)
 	KEEP_NUM(port_lo, "wan.port_range", 0);
 	KEEP_NUM(port_hi, "wan.port_range", 0);
 	KEEP_NUM(frag_memory, "limits.fragment_memory", 0);
+	KEEP_STR(metrics_listen, "metrics.listen");
 #undef KEEP_STR
 #undef KEEP_NUM
 }
@@ -274,6 +275,8 @@ run(int foreground)
 		fatalx("event_base_new failed");
 	if (control_init(base, conf->control_socket, &cause) == -1)
 		fatalx("%s", cause);
+	if (metrics_init(base, conf->metrics_listen, &cause) == -1)
+		fatalx("%s", cause);
 	nat_set_now(monotonic());
 	if (nat_init(conf, &sipnatd_io) == -1)
 		fatalx("cannot allocate the NAT table");
@@ -303,6 +306,7 @@ run(int foreground)
 	event_base_dispatch(base);
 
 	capture_stop();
+	metrics_cleanup();
 	control_cleanup();
 	event_free(ev_tun);
 	event_free(ev_tick);

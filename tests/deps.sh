@@ -5,7 +5,7 @@
 SIPNAT_PACKAGES="build-essential autoconf automake pkg-config clang
 libclang-rt-dev libevent-dev libsofia-sip-ua-dev libinih-dev libcmocka-dev
 iproute2 nftables iputils-ping sip-tester kamailio stun-client stun-server
-iperf3 socat python3 procps kmod"
+iperf3 socat python3 procps kmod curl tshark"
 
 # Install them (as root) unless SIPNAT_NO_INSTALL=1; quiet unless it fails.
 sipnat_install_deps() {
