@@ -127,6 +127,7 @@ struct sip_media {
 	uint32_t		 filtered_from;
 	uint64_t		 stray;		/* the far end's, to another port */
 	uint16_t		 stray_port;
+	uint64_t		 rtp_on_rtcp;	/* RTP that came to the RTCP port */
 	bool			 alarm[2];	/* one-way audio, by missing dir */
 	bool			 held;		/* on hold: one way is fine */
 };
@@ -222,6 +223,7 @@ static struct {
 
 static void	sip_dialog_end(struct sip_dialog *);
 static void	sip_media_watch(void *, const struct pkt *, int, bool);
+static void	sip_rtcp_watch(void *, const struct pkt *, int, bool);
 static void	sip_session_timer(struct sip_dialog *, sip_t *);
 static void	sip_message_name(sip_t *, char *, size_t);
 
@@ -632,6 +634,7 @@ sip_media_map(struct sip_ctx *x, struct sip_dialog *d, unsigned i,
 		nat_mapping_hold(sm->rtcp);
 		sm->d = d;
 		nat_mapping_watch(sm->rtp, sip_media_watch, sm);
+		nat_mapping_watch(sm->rtcp, sip_rtcp_watch, sm);
 		nat_pinhole_open(sm->rtp, &d->owner, rem, 0, 0);
 		nat_pinhole_open(sm->rtcp, &d->owner, rem, 0, 0);
 		sip_note(x, "opened pinholes to public ports %u and %u for %s",
@@ -1549,6 +1552,24 @@ sip_media_watch(void *arg, const struct pkt *p, int dir, bool admitted)
 }
 
 /*
+ * A packet on a stream's RTCP mapping: RTP there (version 2, not an RTCP
+ * packet type) means the far end sends its media to the wrong port.
+ */
+static void
+sip_rtcp_watch(void *arg, const struct pkt *p, int dir, bool admitted)
+{
+	struct sip_media	*sm = arg;
+	const uint8_t		*u;
+
+	if (!admitted || dir != DIR_IN || p->proto != IPPROTO_UDP ||
+	    p->l4 == NULL || p->l4len < 8 + 12)
+		return;
+	u = p->l4 + 8;
+	if ((u[0] >> 6) == 2 && (u[1] < 192 || u[1] > 223))
+		sm->rtp_on_rtcp++;
+}
+
+/*
  * A packet for a public port with no mapping: if it comes from a call's
  * far end, it sends media where the SDP did not say (rate limited: this
  * runs on packets that are dropped anyway).
@@ -1609,6 +1630,10 @@ sip_one_way_cause(const struct sip_media *sm, int dir, char *buf,
 	if (sm->stray > 0)
 		snprintf(buf, len, "the far end sends to public port %u, not "
 		    "to %u as the SDP says", sm->stray_port,
+		    sm->rtp->pub_port);
+	else if (sm->rtp_on_rtcp > 0)
+		snprintf(buf, len, "the far end sends RTP to the RTCP port %u, "
+		    "not to %u as the SDP says", sm->rtcp->pub_port,
 		    sm->rtp->pub_port);
 	else if (sm->filtered > 0) {
 		ia.s_addr = sm->filtered_from;

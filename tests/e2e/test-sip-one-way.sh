@@ -1,7 +1,7 @@
 #!/bin/bash
 #
 # test-sip-one-way.sh: the one-way audio alarm ([sip] one_way_alarm, 2 s
-# here).  Three outbound calls in a row through one sipnatd, each the
+# here).  Four outbound calls in a row through one sipnatd, each the
 # phone (sipp in lan1, audio on 10.0.0.11:6000) calling the provider
 # (sipp in wan1, audio on 198.51.100.10:7000) for 6 s, the phone always
 # sending RTP to what the 200 OK says:
@@ -9,7 +9,9 @@
 #           INVITE's SDP named (RTP both ways, as in test-sip-call.sh);
 #   silent  the provider sends no RTP at all;
 #   wrong   the provider sends RTP from 7000, but to the public port the
-#           SDP named plus 10 (an unmapped port of the NAT range).
+#           SDP named plus 10 (an unmapped port of the NAT range);
+#   rtcp    the provider sends its RTP to the RTCP port (the SDP's plus 1,
+#           a mapped port: only the packets' RTP headers tell).
 # Asserts: every call completes (both sipps succeed) and after each BYE no
 # call is left and no pinhole is open.  normal: RTP arrives both ways, no
 # alarm is logged, sipnatctl never shows one, and sip.alarms.one_way_audio
@@ -21,9 +23,10 @@
 # arrived at public port N", wrong "the far end sends to public port N+10,
 # not to N as the SDP says", N being the public RTP port of the SDP the
 # provider got; sipnatctl call CALL-ID lists the same ALARM event; wrong
-# also shows stray > 0 and stray_port N+10 for the stream.
+# also shows stray > 0 and stray_port N+10 for the stream; rtcp "the far
+# end sends RTP to the RTCP port N+1, not to N as the SDP says".
 # sip.alarms.one_way_audio counts one alarm per faulty call (1 after
-# silent, 2 after wrong).  sipnatd exits cleanly, with no sanitizer
+# silent, 2 after wrong, 3 after rtcp).  sipnatd exits cleanly, with no sanitizer
 # report.
 #
 # E2E_SIP_CONF="section.key = value" adds a key to the config (e.g.
@@ -94,7 +97,7 @@ run_call() {
 	case $mode in
 	normal)	set -- rtp --to-file "$E2E_TMP/prov.target" ;;
 	silent)	set -- rtp-count ;;
-	wrong)	set -- rtp --to-file "$E2E_TMP/prov.wrong" ;;
+	wrong|rtcp) set -- rtp --to-file "$E2E_TMP/prov.wrong" ;;
 	esac
 	e2e_bg wan1 "$E2E_TMP/prov-$mode.rtp" "$E2E_PYTHON" "$FLOW" "$@" \
 	    --bind "$WAN1:$PROV_RTP" --until "$E2E_TMP/rtp.stop" --timeout 0
@@ -114,6 +117,12 @@ run_call() {
 	[ "${target%:*}" = "$GW_WAN" ] ||
 	    fail "$mode: the provider's SDP names $target, not the public $GW_WAN"
 	PUB_PORT=${target##*:}
+	if [ "$mode" = rtcp ]; then
+		WRONG_PORT=$((PUB_PORT + 1))
+		echo "$GW_WAN:$WRONG_PORT" >prov.wrong.tmp
+		mv prov.wrong.tmp prov.wrong
+		e2e_log "$mode: the provider sends to $GW_WAN:$WRONG_PORT, its SDP said $target"
+	fi
 	if [ "$mode" = wrong ]; then
 		WRONG_PORT=$((PUB_PORT + WRONG_OFFSET))
 		[ "$WRONG_PORT" -le 32767 ] ||
@@ -234,6 +243,18 @@ read -r stray stray_port <<<"$STRAY"
 a=$(stat sip.alarms.one_way_audio)
 [ "$a" = 2 ] || fail "wrong: sip.alarms.one_way_audio is '$a', not 2"
 e2e_log "wrong: one_way_alarm inbound, cause right, $stray stray packets, sip.alarms.one_way_audio 2"
+
+# --- rtcp: the far end sends its RTP to the RTCP port
+run_call rtcp
+n=$(rtp_count phone-rtcp.rtp)
+[ "$n" = 0 ] || fail "rtcp: the phone got $n RTP packets at $PHONE_RTP, expected none"
+line=$(alarm_line) || fail "rtcp: sipnatd logged no one-way audio on call $CID"
+e2e_log "rtcp: $line"
+cause="the far end sends RTP to the RTCP port $WRONG_PORT, not to $PUB_PORT as the SDP says"
+[[ $line == *": $cause" ]] || fail "rtcp: the alarm's cause is not '$cause'"
+a=$(stat sip.alarms.one_way_audio)
+[ "$a" = 3 ] || fail "rtcp: sip.alarms.one_way_audio is '$a', not 3"
+e2e_log "rtcp: cause right, sip.alarms.one_way_audio 3"
 
 e2e_stop_sipnatd || fail "sipnatd did not exit cleanly"
 if grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$E2E_LOG"; then
