@@ -519,6 +519,7 @@ int		 capture_start(const char *, const char *, capture_filter_cb,
 void		 capture_stop(void);
 bool		 capture_status(const char **, const char **, uint64_t *);
 void		 capture_packet(const uint8_t *, size_t);
+void		 capture_flush(void);
 
 /* metrics.c */
 int		 metrics_init(struct event_base *, const char *, char **);

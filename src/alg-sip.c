@@ -1812,21 +1812,55 @@ sip_pkt_on(const struct pkt *p, const struct nat_mapping *m)
 }
 
 /*
+ * What a "call" capture knows of its call: the Call-ID, and the phone's
+ * signalling once seen, kept past the end of the dialog so that the BYE
+ * and its answer are captured both sides too.
+ */
+struct sip_capture_arg {
+	char		*call_id;
+	bool		 known;
+	uint8_t		 proto;
+	uint32_t	 phone;
+	uint16_t	 in_port;
+	uint16_t	 pub_port;
+};
+
+/* Free a "call" capture's argument. */
+static void
+sip_capture_free(void *arg)
+{
+	struct sip_capture_arg	*a = arg;
+
+	free(a->call_id);
+	free(a);
+}
+
+/*
  * Capture filter "call CALL-ID": the phone's signalling (its mapping, so
  * other calls of the phone too) and the call's media, both sides.
  */
 static bool
 sip_capture_call(const struct pkt *p, void *arg)
 {
+	struct sip_capture_arg	*a = arg;
 	const struct sip_dialog	*d;
 	unsigned		 i;
 
-	if ((d = sip_dialog_find(arg)) == NULL || !pkt_has_ports(p->proto))
+	if (!pkt_has_ports(p->proto))
 		return (false);
-	if (p->proto == d->sig_proto &&
-	    (sip_pkt_has(p, d->phone, d->sig_in_port) ||
-	    sip_pkt_has(p, sip.pub, d->sig_pub_port)))
+	if ((d = sip_dialog_find(a->call_id)) != NULL) {
+		a->known = true;
+		a->proto = d->sig_proto;
+		a->phone = d->phone;
+		a->in_port = d->sig_in_port;
+		a->pub_port = d->sig_pub_port;
+	}
+	if (a->known && p->proto == a->proto &&
+	    (sip_pkt_has(p, a->phone, a->in_port) ||
+	    sip_pkt_has(p, sip.pub, a->pub_port)))
 		return (true);
+	if (d == NULL)
+		return (false);
 	for (i = 0; i < d->nmedia; i++)
 		if (sip_pkt_on(p, d->media[i].rtp) ||
 		    sip_pkt_on(p, d->media[i].rtcp))
@@ -1834,22 +1868,32 @@ sip_capture_call(const struct pkt *p, void *arg)
 	return (false);
 }
 
-/* The capture filters this helper offers: "sip", "call CALL-ID". */
+/*
+ * The capture filters this helper offers: "sip", and "call CALL-ID" for a
+ * call that exists.
+ */
 static int
 sip_capture(const char *mode, const char *arg, capture_filter_cb *cb,
     void **cb_arg, void (**cb_free)(void *))
 {
+	struct sip_capture_arg	*a;
+
 	if (strcmp(mode, "sip") == 0 && arg == NULL) {
 		*cb = sip_capture_sip;
 		*cb_arg = NULL;
 		*cb_free = NULL;
 		return (0);
 	}
-	if (strcmp(mode, "call") == 0 && arg != NULL) {
-		if ((*cb_arg = strdup(arg)) == NULL)
+	if (strcmp(mode, "call") == 0 && arg != NULL &&
+	    sip_dialog_find(arg) != NULL) {
+		if ((a = calloc(1, sizeof *a)) == NULL ||
+		    (a->call_id = strdup(arg)) == NULL) {
+			free(a);
 			return (-1);
+		}
+		*cb_arg = a;
 		*cb = sip_capture_call;
-		*cb_free = free;
+		*cb_free = sip_capture_free;
 		return (0);
 	}
 	return (-1);
@@ -2152,10 +2196,10 @@ sip_metrics_family(struct evbuffer *out, const char *name, const char *help,
 			for (dir = DIR_OUT; dir <= DIR_IN; dir++) {
 				evbuffer_add_printf(out, "%s{call_id=\"", name);
 				sip_metrics_label(out, d->call_id);
-				evbuffer_add_printf(out, "\",media=\"%s\","
-				    "direction=\"%s\"} %.6g\n", d->media[i].type,
-				    dir == DIR_OUT ? "out" : "in",
-				    what(&d->media[i], dir));
+				evbuffer_add_printf(out, "\",stream=\"%u\","
+				    "media=\"%s\",direction=\"%s\"} %.6g\n", i,
+				    d->media[i].type, dir == DIR_OUT ? "out" :
+				    "in", what(&d->media[i], dir));
 			}
 		}
 	}

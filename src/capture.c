@@ -125,6 +125,16 @@ capture_status(const char **path, const char **what, uint64_t *packets)
 	return (true);
 }
 
+/* Once a second: what was captured reaches the file. */
+void
+capture_flush(void)
+{
+	if (cap.f != NULL && fflush(cap.f) == EOF) {
+		log_warn("capture: %s", cap.path);
+		capture_stop();
+	}
+}
+
 /* A packet read or about to be sent: into the file if the filter wants. */
 void
 capture_packet(const uint8_t *buf, size_t len)

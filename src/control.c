@@ -486,8 +486,8 @@ control_capture(struct control_req *req)
 		arg = req->argv[4];
 	if (strcmp(mode, "all") != 0 &&
 	    alg_capture(mode, arg, &cb, &cb_arg, &cb_free) == -1) {
-		control_error(req->out, "capture: unknown filter (all, sip, "
-		    "call CALL-ID)");
+		control_error(req->out, "capture: unknown filter or call "
+		    "(all, sip, call CALL-ID)");
 		return;
 	}
 	snprintf(desc, sizeof desc, "%s%s%s", mode, arg != NULL ? " " : "",

@@ -215,6 +215,7 @@ tick_cb(int fd, short events, void *arg)
 {
 	nat_tick(monotonic());
 	uplink_flush();
+	capture_flush();
 }
 
 /* SIGHUP reloads, SIGTERM and SIGINT stop. */
