@@ -34,6 +34,20 @@ start_phone() {
 	PHONE_PID=$E2E_LAST_PID
 }
 
+# Start a symmetric RTP endpoint (flow.py rtp) in NS as NAME: output in
+# NAME.rtp, bound to ADDR:PORT, sending to the address in NAME.target once
+# that exists; more flow.py options follow (--until FILE, --mark FILE).
+# Returns once it is ready; E2E_LAST_PID is its pid.
+rtp_bg() {
+	local ns=$1 name=$2 bind=$3
+
+	shift 3
+	e2e_bg "$ns" "$E2E_TMP/$name.rtp" "$E2E_PYTHON" "$FLOW" rtp \
+	    --bind "$bind" --to-file "$E2E_TMP/$name.target" --timeout 0 "$@"
+	e2e_wait_for 5 grep -q ready "$E2E_TMP/$name.rtp" ||
+	    fail "the RTP endpoint $name ($bind in $ns) did not start"
+}
+
 # Like e2e_wait_for, but SECS (whole) of wall-clock time: for checks that
 # take a while themselves (sipnatctl and python).
 wait_until() {

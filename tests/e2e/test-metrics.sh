@@ -300,18 +300,10 @@ done
 e2e_log "before the call: valid, $(grep -vc '^#TYPE' "$E2E_TMP/idle.s") series, $(wc -l <<<"$reasons") drop reasons"
 
 # --- the call: RTP until rtp.halt, which this script creates mid-call
-e2e_bg lan1 "$E2E_TMP/phone.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$LAN1:$PHONE_RTP" --to-file "$E2E_TMP/phone.target" \
-    --until "$E2E_TMP/rtp.halt" --timeout 0
+rtp_bg lan1 phone "$LAN1:$PHONE_RTP" --until "$E2E_TMP/rtp.halt"
 PHONE_RTP_PID=$E2E_LAST_PID
-e2e_bg wan1 "$E2E_TMP/prov.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$WAN1:$PROV_RTP" --to-file "$E2E_TMP/prov.target" \
-    --until "$E2E_TMP/rtp.halt" --timeout 0
+rtp_bg wan1 prov "$WAN1:$PROV_RTP" --until "$E2E_TMP/rtp.halt"
 PROV_RTP_PID=$E2E_LAST_PID
-e2e_wait_for 5 grep -q ready "$E2E_TMP/phone.rtp" ||
-    fail "the phone's RTP endpoint did not start"
-e2e_wait_for 5 grep -q ready "$E2E_TMP/prov.rtp" ||
-    fail "the provider's RTP endpoint did not start"
 
 start_provider prov call-uas.xml
 start_phone phone call-uac.xml -d "$CALL_MS"

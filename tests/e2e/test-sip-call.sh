@@ -46,18 +46,10 @@ e2e_start_sipnatd "$E2E_TMP/sipnat.ini"
 
 # RTP endpoints: each sends to the address its sipp wrote, once known,
 # and counts what comes in on the same socket (symmetric RTP).
-e2e_bg lan1 "$E2E_TMP/phone.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$LAN1:$PHONE_RTP" --to-file "$E2E_TMP/phone.target" \
-    --until "$E2E_TMP/rtp.stop" --timeout 0
+rtp_bg lan1 phone "$LAN1:$PHONE_RTP" --until "$E2E_TMP/rtp.stop"
 PHONE_RTP_PID=$E2E_LAST_PID
-e2e_bg wan1 "$E2E_TMP/prov.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$WAN1:$PROV_RTP" --to-file "$E2E_TMP/prov.target" \
-    --until "$E2E_TMP/rtp.stop" --timeout 0
+rtp_bg wan1 prov "$WAN1:$PROV_RTP" --until "$E2E_TMP/rtp.stop"
 PROV_RTP_PID=$E2E_LAST_PID
-e2e_wait_for 5 grep -q ready "$E2E_TMP/phone.rtp" ||
-    fail "the phone's RTP endpoint did not start"
-e2e_wait_for 5 grep -q ready "$E2E_TMP/prov.rtp" ||
-    fail "the provider's RTP endpoint did not start"
 
 start_provider prov call-uas.xml
 start_phone phone call-uac.xml -d "$CALL_MS"

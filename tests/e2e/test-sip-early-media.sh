@@ -53,18 +53,10 @@ e2e_write_conf "$E2E_TMP/sipnat.ini" ${E2E_SIP_CONF:+"$E2E_SIP_CONF"} ||
 e2e_start_sipnatd "$E2E_TMP/sipnat.ini"
 
 # The phone counts RTP before and after its sipp saw the 200 (got200).
-e2e_bg lan1 "$E2E_TMP/phone.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$LAN1:$PHONE_RTP" --to-file "$E2E_TMP/phone.target" \
-    --mark "$E2E_TMP/got200" --until "$E2E_TMP/rtp.stop" --timeout 0
+rtp_bg lan1 phone "$LAN1:$PHONE_RTP" --mark "$E2E_TMP/got200" --until "$E2E_TMP/rtp.stop"
 PHONE_RTP_PID=$E2E_LAST_PID
-e2e_bg wan1 "$E2E_TMP/prov.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$WAN1:$PROV_RTP" --to-file "$E2E_TMP/prov.target" \
-    --mark "$E2E_TMP/got200" --until "$E2E_TMP/rtp.stop" --timeout 0
+rtp_bg wan1 prov "$WAN1:$PROV_RTP" --mark "$E2E_TMP/got200" --until "$E2E_TMP/rtp.stop"
 PROV_RTP_PID=$E2E_LAST_PID
-e2e_wait_for 5 grep -q ready "$E2E_TMP/phone.rtp" ||
-    fail "the phone's RTP endpoint did not start"
-e2e_wait_for 5 grep -q ready "$E2E_TMP/prov.rtp" ||
-    fail "the provider's RTP endpoint did not start"
 
 start_provider prov early-uas.xml
 start_phone phone early-uac.xml -d "$CALL_MS"

@@ -83,18 +83,10 @@ EOF
 # RTP endpoints: each sends to the address its sipp wrote, once known,
 # until media.stop, which the test makes (the scenario's rtp.stop is
 # left unused: the call goes on for a while without RTP).
-e2e_bg lan1 "$E2E_TMP/phone.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$LAN1:$PHONE_RTP" --to-file "$E2E_TMP/phone.target" \
-    --until "$E2E_TMP/media.stop" --timeout 0
+rtp_bg lan1 phone "$LAN1:$PHONE_RTP" --until "$E2E_TMP/media.stop"
 PHONE_RTP_PID=$E2E_LAST_PID
-e2e_bg wan1 "$E2E_TMP/prov.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$WAN1:$PROV_RTP" --to-file "$E2E_TMP/prov.target" \
-    --until "$E2E_TMP/media.stop" --timeout 0
+rtp_bg wan1 prov "$WAN1:$PROV_RTP" --until "$E2E_TMP/media.stop"
 PROV_RTP_PID=$E2E_LAST_PID
-e2e_wait_for 5 grep -q ready "$E2E_TMP/phone.rtp" ||
-    fail "the phone's RTP endpoint did not start"
-e2e_wait_for 5 grep -q ready "$E2E_TMP/prov.rtp" ||
-    fail "the provider's RTP endpoint did not start"
 
 start_provider prov call-uas.xml
 start_phone phone call-uac.xml -d "$CALL_MS"
@@ -188,7 +180,7 @@ done
 
 # --- the same in the metrics endpoint
 series() {
-	awk -v n="$1" -v l="{call_id=\"$cid\",media=\"audio\",direction=\"$2\"}" \
+	awk -v n="$1" -v l="{call_id=\"$cid\",stream=\"0\",media=\"audio\",direction=\"$2\"}" \
 	    '$1 == n l { print $2 }' metrics.txt
 }
 m_lost=$(series sipnat_rtp_lost in)

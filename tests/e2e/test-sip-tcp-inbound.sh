@@ -144,18 +144,10 @@ e2e_log "kamailio (pid $KAMPID) listens on TCP $WAN1:5060"
 
 # RTP endpoints: each sends to the address its sipp wrote, once known,
 # and counts what comes in on the same socket (symmetric RTP).
-e2e_bg lan1 "$E2E_TMP/phone.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$LAN1:$PHONE_RTP" --to-file "$E2E_TMP/phone.target" \
-    --until "$E2E_TMP/rtp.stop" --timeout 0
+rtp_bg lan1 phone "$LAN1:$PHONE_RTP" --until "$E2E_TMP/rtp.stop"
 PHONE_RTP_PID=$E2E_LAST_PID
-e2e_bg wan2 "$E2E_TMP/caller.rtp" "$E2E_PYTHON" "$FLOW" rtp \
-    --bind "$WAN2:$CALLER_RTP" --to-file "$E2E_TMP/caller.target" \
-    --until "$E2E_TMP/rtp.stop" --timeout 0
+rtp_bg wan2 caller "$WAN2:$CALLER_RTP" --until "$E2E_TMP/rtp.stop"
 CALLER_RTP_PID=$E2E_LAST_PID
-e2e_wait_for 5 grep -q ready "$E2E_TMP/phone.rtp" ||
-    fail "the phone's RTP endpoint did not start"
-e2e_wait_for 5 grep -q ready "$E2E_TMP/caller.rtp" ||
-    fail "the caller's RTP endpoint did not start"
 
 # --- the phone registers over TCP
 sipp_bg lan1 phone phone-reg-answer.xml -i "$LAN1" -p 5060 \
