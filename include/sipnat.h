@@ -229,6 +229,36 @@ void		 cksum_update16(uint16_t *, uint16_t, uint16_t);
 void		 cksum_update32(uint16_t *, uint32_t, uint32_t);
 uint16_t	 cksum_l4(const struct pkt *);
 
+/* Big-endian fields of packets, in any alignment. */
+static inline uint16_t
+pkt_get16(const uint8_t *p)
+{
+	return ((uint16_t)(p[0] << 8 | p[1]));
+}
+
+static inline uint32_t
+pkt_get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3]);
+}
+
+static inline void
+pkt_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void
+pkt_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
 /* pkt.c */
 struct pkt {
 	uint8_t		*buf;		/* the IPv4 header */

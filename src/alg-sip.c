@@ -125,10 +125,10 @@ struct sip_media {
 	struct rtp_stats	 rtp_stats[2];	/* by enum nat_dir */
 	uint64_t		 filtered;	/* refused by the filter */
 	uint32_t		 filtered_from;
-	uint64_t		 stray;		/* the far end's, to another port */
+	uint64_t		 stray;		/* the far end's, elsewhere */
 	uint16_t		 stray_port;
-	uint64_t		 rtp_on_rtcp;	/* RTP that came to the RTCP port */
-	bool			 alarm[2];	/* one-way audio, by missing dir */
+	uint64_t		 rtp_on_rtcp;	/* RTP at the RTCP port */
+	bool			 alarm[2];	/* one-way audio, by dir */
 	bool			 held;		/* on hold: one way is fine */
 };
 
@@ -209,7 +209,7 @@ static struct {
 	unsigned		 dialog_timeout;
 	unsigned		 one_way_alarm;	/* seconds, 0: off */
 	uint32_t		 pub;
-	unsigned		 stray_tokens;	/* stray checks left this second */
+	unsigned		 stray_tokens;	/* stray checks left */
 	LIST_HEAD(, sip_dialog)	 buckets[SIP_DIALOG_BUCKETS];
 	LIST_HEAD(, sip_dialog)	 dialogs;
 	unsigned		 ndialogs;
@@ -1454,7 +1454,8 @@ static bool
 sip_start_line(const uint8_t *p, size_t len)
 {
 	static const char	tok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "abcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~";
+				    "abcdefghijklmnopqrstuvwxyz0123456789"
+				    "-.!%*_+`'~";
 	size_t			n;
 
 	if (len >= 8 && memcmp(p, "SIP/2.0 ", 8) == 0)
@@ -1681,8 +1682,8 @@ sip_media_check(struct sip_dialog *d, struct sip_media *sm, uint64_t now)
 			    d->call_id, sm->type, dir == DIR_IN ? "far end" :
 			    "phone", dir == DIR_IN ? "phone" : "far end",
 			    sip.one_way_alarm, cause);
-			sip_call_event(d, "ALARM one-way audio (%s): no %s RTP: %s",
-			    sm->type, dir == DIR_IN ? "inbound" : "outbound",
+			sip_call_event(d, "ALARM one-way audio (%s): no %s "
+			    "RTP: %s", sm->type, dir == DIR_IN ? "inbound" : "outbound",
 			    cause);
 		} else if (!missing && sm->alarm[dir]) {
 			sm->alarm[dir] = false;
@@ -1708,8 +1709,8 @@ sip_refresh_check(struct sip_dialog *d, uint64_t now)
 	    "%u s, last refresh %llu s ago; last signalling: %s", d->call_id,
 	    d->session_expires, (unsigned long long)(now - d->refreshed),
 	    d->last_sig);
-	sip_call_event(d, "ALARM no session refresh within Session-Expires %u s",
-	    d->session_expires);
+	sip_call_event(d, "ALARM no session refresh within "
+	    "Session-Expires %u s", d->session_expires);
 }
 
 /* The last packet seen on any session of a mapping. */
@@ -2112,6 +2113,7 @@ static void
 sip_cmd_call(int argc, char **argv, bool json, struct evbuffer *out)
 {
 	const struct sip_dialog		*d;
+	const struct sip_media		*sm;
 	const struct sip_call_ev	*e;
 	unsigned			 i, n, first;
 
@@ -2121,8 +2123,8 @@ sip_cmd_call(int argc, char **argv, bool json, struct evbuffer *out)
 		return;
 	}
 	if ((d = sip_dialog_find(argv[1])) == NULL) {
-		evbuffer_add_printf(out, json ? "{\"error\":\"no such call\"}\n" :
-		    "no such call\n");
+		evbuffer_add_printf(out, json ?
+		    "{\"error\":\"no such call\"}\n" : "no such call\n");
 		return;
 	}
 	n = d->nevents < SIP_EVENTS ? d->nevents : SIP_EVENTS;
@@ -2140,8 +2142,9 @@ sip_cmd_call(int argc, char **argv, bool json, struct evbuffer *out)
 			if (d->media[i].rtp == NULL)
 				continue;
 			sip_show_media(out, &d->media[i], false, i == 0);
-			sip_text_rtp(out, "out", &d->media[i].rtp_stats[DIR_OUT]);
-			sip_text_rtp(out, "in", &d->media[i].rtp_stats[DIR_IN]);
+			sm = &d->media[i];
+			sip_text_rtp(out, "out", &sm->rtp_stats[DIR_OUT]);
+			sip_text_rtp(out, "in", &sm->rtp_stats[DIR_IN]);
 		}
 		evbuffer_add_printf(out, "  events:\n");
 	} else {

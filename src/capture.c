@@ -83,7 +83,8 @@ capture_start(const char *path, const char *what, capture_filter_cb filter,
 		return (-1);
 	}
 	if (path[0] != '/' || strlen(path) >= sizeof cap.path) {
-		if (asprintf(cause, "%s: the path must be absolute", path) == -1)
+		if (asprintf(cause, "%s: the path must be absolute",
+		    path) == -1)
 			*cause = NULL;
 		return (-1);
 	}

@@ -70,8 +70,9 @@ metrics_render(struct evbuffer *out)
 				evbuffer_add_printf(out, "# TYPE "
 				    "sipnat_drops_total counter\n");
 			drops = true;
-			evbuffer_add_printf(out, "sipnat_drops_total{reason=\"%s\"}"
-			    " %" PRIu64 "\n", stat_name(s) + 5, stats[s]);
+			evbuffer_add_printf(out, "sipnat_drops_total"
+			    "{reason=\"%s\"} %" PRIu64 "\n", stat_name(s) + 5,
+			    stats[s]);
 			continue;
 		}
 		metrics_sample(out, stat_name(s), "counter", stats[s]);

@@ -20,24 +20,7 @@
 #define ICMP_TIMXCEED		11
 #define ICMP_PARAMPROB		12
 
-static uint16_t	get16(const uint8_t *);
-static void	put16(uint8_t *, uint16_t);
 static int	pkt_parse_l4(struct pkt *, bool);
-
-/* A 16-bit big-endian field. */
-static uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
-
-/* Store a 16-bit big-endian field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = v & 0xff;
-}
 
 /* Is this ICMP type an error that quotes the packet that caused it? */
 bool
@@ -69,18 +52,18 @@ pkt_parse_l4(struct pkt *p, bool inner)
 	case IPPROTO_UDP:
 		if (n < 8)
 			return (PKT_ERR_L4);
-		if (!inner && (get16(l4 + 4) < 8 || get16(l4 + 4) > n))
+		if (!inner && (pkt_get16(l4 + 4) < 8 || pkt_get16(l4 + 4) > n))
 			return (PKT_ERR_L4);
 		if (!inner)
-			p->l4len = get16(l4 + 4);
-		p->sport = get16(l4);
-		p->dport = get16(l4 + 2);
+			p->l4len = pkt_get16(l4 + 4);
+		p->sport = pkt_get16(l4);
+		p->dport = pkt_get16(l4 + 2);
 		break;
 	case IPPROTO_TCP:
 		if (n < (inner ? 8 : 20))
 			return (PKT_ERR_L4);
-		p->sport = get16(l4);
-		p->dport = get16(l4 + 2);
+		p->sport = pkt_get16(l4);
+		p->dport = pkt_get16(l4 + 2);
 		if (inner)
 			break;
 		off = (l4[12] >> 4) * 4;
@@ -95,7 +78,7 @@ pkt_parse_l4(struct pkt *p, bool inner)
 		p->icmp_code = l4[1];
 		if (p->icmp_type == ICMP_ECHO ||
 		    p->icmp_type == ICMP_ECHOREPLY)
-			p->sport = p->dport = get16(l4 + 4);
+			p->sport = p->dport = pkt_get16(l4 + 4);
 		break;
 	default:
 		break;
@@ -116,7 +99,7 @@ pkt_parse_ip(struct pkt *p, uint8_t *buf, size_t n, bool inner)
 		return (PKT_ERR_VERSION);
 	p->buf = buf;
 	p->hl = (buf[0] & 0x0f) * 4;
-	tot = get16(buf + 2);
+	tot = pkt_get16(buf + 2);
 	if (p->hl < IP_HDR_MIN || p->hl > n || tot < p->hl)
 		return (PKT_ERR_HEADER);
 	if (!inner && tot > n)
@@ -125,7 +108,7 @@ pkt_parse_ip(struct pkt *p, uint8_t *buf, size_t n, bool inner)
 	p->proto = buf[9];
 	memcpy(&p->src, buf + 12, 4);
 	memcpy(&p->dst, buf + 16, 4);
-	off = get16(buf + 6);
+	off = pkt_get16(buf + 6);
 	p->frag = (off & (IP_MF | IP_OFFMASK)) != 0;
 	/*
 	 * Fragments are reassembled before NAT reads them; only a quoted
@@ -213,10 +196,10 @@ pkt_set_port(struct pkt *p, unsigned off, uint16_t port)
 
 	if (p->l4 == NULL || off + 2 > p->l4len)
 		return;
-	old = get16(p->l4 + off);
+	old = pkt_get16(p->l4 + off);
 	if (old == port)
 		return;
-	put16(p->l4 + off, port);
+	pkt_put16(p->l4 + off, port);
 	if (l4sum != NULL && !(p->proto == IPPROTO_UDP && *l4sum == 0)) {
 		cksum_update16(l4sum, htons(old), htons(port));
 		if (p->proto == IPPROTO_UDP && *l4sum == 0)
@@ -312,10 +295,10 @@ pkt_clamp_mss(struct pkt *p, uint16_t mss)
 		if (opt + 1 >= end || opt[1] < 2 || opt + opt[1] > end)
 			break;
 		if (opt[0] == 2 && opt[1] == 4) {
-			old = get16(opt + 2);
+			old = pkt_get16(opt + 2);
 			if (old <= mss)
 				return (0);
-			put16(opt + 2, mss);
+			pkt_put16(opt + 2, mss);
 			if (sum != NULL)
 				pkt_cksum_update_at(sum, (size_t)(opt + 2 - p->l4),
 				    old, mss);

@@ -17,21 +17,6 @@
 #define RTP_MAX_MISORDER 100	/* a step back counted as late */
 #define RTP_RATE_DEFAULT 8000
 
-/* A 16-bit big-endian field. */
-static uint16_t
-rtp_get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
-
-/* A 32-bit big-endian field. */
-static uint32_t
-rtp_get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3]);
-}
-
 /* Start counting a stream (again) at this packet. */
 static void
 rtp_restart(struct rtp_stats *r, uint16_t seq, uint32_t ssrc)
@@ -68,9 +53,9 @@ rtp_stats_packet(struct rtp_stats *r, const uint8_t *p, size_t len,
 	if (len < 12 || (p[0] >> 6) != 2 || ((p[1] & 0x7f) >= 72 &&
 	    (p[1] & 0x7f) <= 76))
 		return;
-	seq = rtp_get16(p + 2);
-	ts = rtp_get32(p + 4);
-	ssrc = rtp_get32(p + 8);
+	seq = pkt_get16(p + 2);
+	ts = pkt_get32(p + 4);
+	ssrc = pkt_get32(p + 8);
 	if (!r->started || ssrc != r->ssrc)
 		rtp_restart(r, seq, ssrc);
 	else {
@@ -84,7 +69,7 @@ rtp_stats_packet(struct rtp_stats *r, const uint8_t *p, size_t len,
 		} else if (udelta > 65536 - RTP_MAX_MISORDER)
 			r->reordered++;
 		else
-			rtp_restart(r, seq, ssrc);	/* the sender restarted */
+			rtp_restart(r, seq, ssrc);	/* a new sender */
 	}
 	r->received++;
 

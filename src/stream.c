@@ -72,9 +72,9 @@ struct stream_dir {
 	bool		 peer_ts;	/* it sends timestamps (RFC 7323) */
 	uint32_t	 peer_tsval;	/* its last TSval */
 	uint32_t	 echo_tsval;	/* the sender's last TSval */
-	uint32_t	 fwd_ack;	/* the last ACK sent on to the receiver */
+	uint32_t	 fwd_ack;	/* last ACK sent on to the receiver */
 	uint16_t	 fwd_win;	/* and window */
-	uint32_t	 last_ack;	/* the receiver's last ACK, translated */
+	uint32_t	 last_ack;	/* the receiver's, translated */
 	unsigned	 dupacks;
 	/* The sender's last headers, to build segments on (options kept). */
 	uint8_t		 tmpl[STREAM_TMPL];
@@ -100,32 +100,13 @@ static struct {
 	uint64_t		 segments_sent;		/* by stream_send() */
 	uint8_t			 out[SIPNAT_MAX_PKT];	/* rewritten bytes */
 	/* Packets are read as 16- and 32-bit words: keep them aligned. */
-	uint8_t			 seg[SIPNAT_MAX_PKT] __attribute__((aligned(8)));
+	uint8_t			 seg[SIPNAT_MAX_PKT]
+				     __attribute__((aligned(8)));
 } st = {
 	.all = LIST_HEAD_INITIALIZER(st.all),
 };
 
 
-static uint32_t	get32(const uint8_t *);
-static void	put32(uint8_t *, uint32_t);
-
-/* A 32-bit big-endian field. */
-static uint32_t
-get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3]);
-}
-
-/* Store a 32-bit big-endian field. */
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = (v >> 16) & 0xff;
-	p[2] = (v >> 8) & 0xff;
-	p[3] = v & 0xff;
-}
 
 /* Take the bounds and the way out; runs at start and on every reload. */
 void
@@ -227,8 +208,8 @@ stream_seg_read(struct stream_seg *g, struct pkt *p)
 	g->thl = (g->tcp[12] >> 4) * 4;
 	g->data = g->tcp + g->thl;
 	g->len = p->l4len - g->thl;
-	g->seq = get32(g->tcp + 4);
-	g->ack = get32(g->tcp + 8);
+	g->seq = pkt_get32(g->tcp + 4);
+	g->ack = pkt_get32(g->tcp + 8);
 	g->flags = g->tcp[13];
 }
 
@@ -301,7 +282,7 @@ stream_set32(struct pkt *p, unsigned off, uint32_t v)
 	uint32_t	 old;
 
 	memcpy(&old, f, 4);
-	put32(f, v);
+	pkt_put32(f, v);
 	if (sum != NULL) {
 		uint32_t	new;
 
@@ -331,7 +312,7 @@ stream_sack(struct stream_seg *g, const struct stream_dir *d)
 			for (k = 0; k < 2 * n; k++)
 				stream_set32(g->p, i + 2 + 4 * k, (k % 2 == 0 ?
 				    stream_t2o_up : stream_t2o)(d,
-				    get32(g->tcp + i + 2 + 4 * k)));
+				    pkt_get32(g->tcp + i + 2 + 4 * k)));
 		}
 		i += g->tcp[i + 1];
 	}
@@ -399,8 +380,8 @@ stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
 	memcpy(tcp, &w, 2);
 	w = htons(dport);
 	memcpy(tcp + 2, &w, 2);
-	put32(tcp + 4, d->peer_seq);
-	put32(tcp + 8, ack);
+	pkt_put32(tcp + 4, d->peer_seq);
+	pkt_put32(tcp + 8, ack);
 	tcp[12] = 5 << 4;
 	tcp[13] = TCP_ACK;
 	w = htons(d->peer_win);
@@ -411,8 +392,8 @@ stream_ack_sender(struct stream *sm, enum nat_dir dir, uint32_t ack)
 		tcp[20] = tcp[21] = 1;
 		tcp[22] = 8;
 		tcp[23] = 10;
-		put32(tcp + 24, d->peer_tsval);
-		put32(tcp + 28, d->echo_tsval);
+		pkt_put32(tcp + 24, d->peer_tsval);
+		pkt_put32(tcp + 28, d->echo_tsval);
 	}
 	if (pkt_parse(&p, ip, ip[3]) != PKT_OK)
 		return;
@@ -455,11 +436,11 @@ stream_send(struct stream *sm, enum nat_dir dir, uint32_t tseq,
 		memcpy(st.seg + 10, &w, 2);
 		if (pkt_parse(&p, st.seg, hdr + n) != PKT_OK)
 			return;
-		put32(p.l4 + 4, tseq + (uint32_t)off);
+		pkt_put32(p.l4 + 4, tseq + (uint32_t)off);
 		p.l4[13] = (uint8_t)((p.l4[13] & ~(TCP_FIN | TCP_PSH | TCP_SYN |
 		    TCP_RST)) | (off + n == len ? (n > 0 ? TCP_PSH : 0) |
 		    (fin ? TCP_FIN : 0) : 0));
-		d->fwd_ack = get32(p.l4 + 8);
+		d->fwd_ack = pkt_get32(p.l4 + 8);
 		d->fwd_win = (uint16_t)(p.l4[14] << 8 | p.l4[15]);
 		st.segments_sent++;
 		p.tcp_flags = p.l4[13];
@@ -639,7 +620,7 @@ stream_from_receiver(struct stream *sm, enum nat_dir dir,
 	d->peer_win = (uint16_t)win;
 	if ((opt = stream_opt(g, 8, 10)) != NULL) {
 		d->peer_ts = true;
-		d->peer_tsval = get32(opt + 2);
+		d->peer_tsval = pkt_get32(opt + 2);
 	}
 	if (!(g->flags & TCP_ACK))
 		return;
@@ -766,7 +747,7 @@ stream_template(struct stream_dir *d, const struct stream_seg *g)
 		tcp[20] = tcp[21] = 1;
 		memcpy(tcp + 22, ts, 10);
 		d->tmpl_len += 12;
-		d->echo_tsval = get32(ts + 2);
+		d->echo_tsval = pkt_get32(ts + 2);
 	}
 }
 
@@ -779,7 +760,7 @@ static void
 stream_pass_ack(struct stream *sm, enum nat_dir dir, const struct stream_seg *g)
 {
 	struct stream_dir	*d = &sm->dir[dir];
-	uint32_t		 ack = get32(g->tcp + 8);
+	uint32_t		 ack = pkt_get32(g->tcp + 8);
 	uint16_t		 win = (uint16_t)(g->tcp[14] << 8 | g->tcp[15]);
 
 	if (!(g->flags & TCP_ACK) || (ack == d->fwd_ack && win == d->fwd_win))
@@ -853,7 +834,7 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		pass = false;
 	}
 	if (pass) {
-		d->fwd_ack = get32(g.tcp + 8);
+		d->fwd_ack = pkt_get32(g.tcp + 8);
 		d->fwd_win = (uint16_t)(g.tcp[14] << 8 | g.tcp[15]);
 	} else if (st.segments_sent == sent_before)
 		stream_pass_ack(sm, dir, &g);

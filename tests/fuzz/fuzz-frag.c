@@ -126,8 +126,6 @@ static unsigned		 live;
 static uint8_t		 pkt[SIPNAT_MAX_PKT];
 static uint8_t		 whole[SIPNAT_MAX_PKT];
 
-static void	put16(uint8_t *, uint16_t);
-static uint16_t	get16(const uint8_t *);
 static uint8_t	gen(uint8_t, size_t);
 static unsigned	make_options(uint8_t *, unsigned, unsigned, uint8_t);
 static size_t	make_frag(const uint8_t *);
@@ -140,21 +138,6 @@ static void	check_whole(const struct dgram *, const uint8_t *, size_t);
 static int	collect_cb(const uint8_t *, size_t, void *);
 static size_t	copied_options(const uint8_t *, unsigned, uint8_t *);
 static void	round_trip(size_t, unsigned, bool, unsigned);
-
-/* Store a big-endian 16-bit field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* Read a big-endian 16-bit field. */
-static uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
 
 /* The payload byte at offset pos of a fragment made with seed. */
 static uint8_t
@@ -221,7 +204,7 @@ make_frag(const uint8_t *r)
 	uint16_t		 w;
 	bool			 mf = (r[0] & 0x08) != 0;
 
-	off = get16(r + 1) & IP_OFFMASK;
+	off = pkt_get16(r + 1) & IP_OFFMASK;
 	if (off == 0 && !mf)
 		return (0);
 	plen = (size_t)(r[4] & 0x80 ? r[3] | (r[4] & 0x1f) << 8 : r[3]) * 8 +
@@ -235,9 +218,9 @@ make_frag(const uint8_t *r)
 	if (hl + plen > SIPNAT_MAX_PKT)
 		plen = SIPNAT_MAX_PKT - hl;
 	pkt[0] = (uint8_t)(0x40 | hl / 4);
-	put16(pkt + 2, (uint16_t)(hl + plen));
-	put16(pkt + 4, k->id);
-	put16(pkt + 6, (uint16_t)((r[0] & 0x10 ? IP_DF : 0) |
+	pkt_put16(pkt + 2, (uint16_t)(hl + plen));
+	pkt_put16(pkt + 4, k->id);
+	pkt_put16(pkt + 6, (uint16_t)((r[0] & 0x10 ? IP_DF : 0) |
 	    (mf ? IP_MF : 0) | off));
 	pkt[8] = 64;
 	pkt[9] = k->proto;
@@ -313,9 +296,9 @@ check_whole(const struct dgram *d, const uint8_t *buf, size_t len)
 
 	CHECK(len == hl + d->total);
 	CHECK(buf[0] == (0x40 | hl / 4));
-	CHECK(get16(buf + 2) == len);
-	CHECK((get16(buf + 6) & (IP_MF | IP_OFFMASK)) == 0);
-	CHECK((get16(buf + 6) & IP_DF) == (get16(d->hdr + 6) & IP_DF));
+	CHECK(pkt_get16(buf + 2) == len);
+	CHECK((pkt_get16(buf + 6) & (IP_MF | IP_OFFMASK)) == 0);
+	CHECK((pkt_get16(buf + 6) & IP_DF) == (pkt_get16(d->hdr + 6) & IP_DF));
 	CHECK(cksum(buf, hl, 0) == 0);
 	CHECK(buf[1] == d->hdr[1]);
 	CHECK(memcmp(buf + 4, d->hdr + 4, 2) == 0);
@@ -398,7 +381,7 @@ round_trip(size_t len, unsigned mtu, bool reverse, unsigned start)
 		CHECK(fo.len[i] <= mtu && fo.len[i] > IP_HDR_MIN);
 		fhl = (b[0] & 0x0f) * 4;
 		CHECK(b[0] >> 4 == 4 && fhl >= IP_HDR_MIN && fhl < fo.len[i]);
-		CHECK(get16(b + 2) == fo.len[i]);
+		CHECK(pkt_get16(b + 2) == fo.len[i]);
 		CHECK(cksum(b, fhl, 0) == 0);
 		CHECK(b[1] == whole[1] && memcmp(b + 4, whole + 4, 2) == 0 &&
 		    memcmp(b + 8, whole + 8, 2) == 0 &&
@@ -410,11 +393,11 @@ round_trip(size_t len, unsigned mtu, bool reverse, unsigned start)
 			CHECK(fhl == IP_HDR_MIN + optlen &&
 			    memcmp(b + IP_HDR_MIN, opts, optlen) == 0);
 		plen = fo.len[i] - fhl;
-		CHECK((get16(b + 6) & IP_OFFMASK) * 8 == off);
+		CHECK((pkt_get16(b + 6) & IP_OFFMASK) * 8 == off);
 		if (i + 1 < fo.n)
-			CHECK((get16(b + 6) & IP_MF) && plen % 8 == 0);
+			CHECK((pkt_get16(b + 6) & IP_MF) && plen % 8 == 0);
 		else
-			CHECK(!(get16(b + 6) & IP_MF));
+			CHECK(!(pkt_get16(b + 6) & IP_MF));
 		CHECK(memcmp(b + fhl, whole + hl + off, plen) == 0);
 		off += plen;
 	}
@@ -469,8 +452,8 @@ feed(const uint8_t *r)
 	if ((len = make_frag(r)) == 0)
 		return;
 	CHECK(pkt_parse(&p, pkt, len) == PKT_OK && p.frag);
-	mf = (get16(pkt + 6) & IP_MF) != 0;
-	start = (size_t)(get16(pkt + 6) & IP_OFFMASK) * 8;
+	mf = (pkt_get16(pkt + 6) & IP_MF) != 0;
+	start = (size_t)(pkt_get16(pkt + 6) & IP_OFFMASK) * 8;
 	plen = len - p.hl;
 
 	/* The model first. */
@@ -569,7 +552,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[2] & 0x80)
 		mtu = data[3];
 	else
-		mtu = 68 + (unsigned)get16(data + 2) % 1433;
+		mtu = 68 + (unsigned)pkt_get16(data + 2) % 1433;
 	CHECK(frag_init(mem, timeout) == 0);
 	now = 1000;
 	live = 0;
@@ -592,7 +575,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		feed(r);
 		if (c_done == done)
 			continue;
-		len = get16(whole + 2);
+		len = pkt_get16(whole + 2);
 		round_trip(len, mtu, (r[0] & 0x80) != 0, r[6] >> 4);
 	}
 	/* Whatever is left goes when its time is up. */

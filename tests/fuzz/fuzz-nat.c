@@ -79,7 +79,6 @@ static void	check_out(const uint8_t *, size_t);
 static int	io_wan(const uint8_t *, size_t);
 static int	io_lan(const uint8_t *, size_t);
 static void	setup(void);
-static void	put16(uint8_t *, uint16_t);
 static void	fix_ip(uint8_t *);
 static void	fix_l4(uint8_t *, bool);
 static size_t	build_ip(uint8_t *, uint8_t, uint32_t, uint32_t, size_t,
@@ -175,14 +174,6 @@ setup(void)
 	nat_tick(now);
 }
 
-/* Store a big-endian 16-bit field. */
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
 /* Recompute the IPv4 header checksum. */
 static void
 fix_ip(uint8_t *buf)
@@ -226,7 +217,7 @@ fix_l4(uint8_t *buf, bool zero_udp)
 		memcpy(ph, buf + 12, 8);
 		ph[8] = 0;
 		ph[9] = buf[9];
-		put16(ph + 10, (uint16_t)l4len);
+		pkt_put16(ph + 10, (uint16_t)l4len);
 		sum = cksum_partial(ph, sizeof ph, 0);
 	}
 	w = cksum(l4, l4len, sum);
@@ -245,9 +236,9 @@ build_ip(uint8_t *buf, uint8_t proto, uint32_t src, uint32_t dst,
 
 	memset(buf, 0, IP_HDR_MIN);
 	buf[0] = 0x45;
-	put16(buf + 2, (uint16_t)(IP_HDR_MIN + l4len));
-	put16(buf + 4, id++);
-	put16(buf + 6, df ? IP_DF : 0);
+	pkt_put16(buf + 2, (uint16_t)(IP_HDR_MIN + l4len));
+	pkt_put16(buf + 4, id++);
+	pkt_put16(buf + 6, df ? IP_DF : 0);
 	buf[8] = 64;
 	buf[9] = proto;
 	a = htonl(src);
@@ -288,25 +279,25 @@ build_l4(uint8_t *buf, uint8_t proto, uint32_t src, uint16_t sport,
 		hl = 20 + optlen;
 		len = build_ip(buf, proto, src, dst, hl + dlen - optlen, df);
 		memset(l4, 0, 20);
-		put16(l4, sport);
-		put16(l4 + 2, dport);
+		pkt_put16(l4, sport);
+		pkt_put16(l4 + 2, dport);
 		l4[12] = (uint8_t)((hl / 4) << 4);
 		l4[13] = flags;
-		put16(l4 + 14, 8192);
+		pkt_put16(l4 + 14, 8192);
 		memcpy(l4 + 20, data, dlen);
 		break;
 	case IPPROTO_ICMP:
 		len = build_ip(buf, proto, src, dst, 8 + dlen, df);
 		memset(l4, 0, 8);
 		l4[0] = flags;
-		put16(l4 + 4, sport);
+		pkt_put16(l4 + 4, sport);
 		memcpy(l4 + 8, data, dlen);
 		break;
 	default:
 		len = build_ip(buf, IPPROTO_UDP, src, dst, 8 + dlen, df);
-		put16(l4, sport);
-		put16(l4 + 2, dport);
-		put16(l4 + 4, (uint16_t)(8 + dlen));
+		pkt_put16(l4, sport);
+		pkt_put16(l4 + 2, dport);
+		pkt_put16(l4 + 4, (uint16_t)(8 + dlen));
 		memcpy(l4 + 8, data, dlen);
 		break;
 	}
@@ -432,9 +423,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if ((b3 & 0x40) && !(b3 & 0x20))
 			len = IP_HDR_MIN + ((len - IP_HDR_MIN) & ~(size_t)7);
-		put16(pkt + 2, (uint16_t)len);
-		put16(pkt + 4, (uint16_t)(0x4000 + (c >> 6)));
-		put16(pkt + 6, (uint16_t)((b3 & 0x40 ? IP_MF : 0) | off / 8));
+		pkt_put16(pkt + 2, (uint16_t)len);
+		pkt_put16(pkt + 4, (uint16_t)(0x4000 + (c >> 6)));
+		pkt_put16(pkt + 6, (uint16_t)((b3 & 0x40 ? IP_MF : 0) | off / 8));
 		fix_ip(pkt);
 		strict = 0;
 		break;
@@ -451,7 +442,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		big[0] = 0x0f;
 		big[1] = 2;
 		big[2] = 4;
-		put16(big + 3, (uint16_t)(1200 + b3 * 2));
+		pkt_put16(big + 3, (uint16_t)(1200 + b3 * 2));
 		ilen = plen < 40 ? plen : 40;
 		memcpy(big + 5, pay, ilen);
 		len = build_l4(pkt, IPPROTO_TCP, src, sport, dst, dport, big,

@@ -71,8 +71,8 @@ make_dgram(uint8_t *buf, const uint8_t *opt, size_t optlen, size_t plen,
 
 	memset(buf, 0, hl);
 	buf[0] = (uint8_t)(0x40 | hl / 4);
-	put16(buf + 2, (uint16_t)(hl + plen));
-	put16(buf + 4, id);
+	pkt_put16(buf + 2, (uint16_t)(hl + plen));
+	pkt_put16(buf + 4, id);
 	buf[8] = 64;
 	buf[9] = IPPROTO_UDP;
 	a = htonl(0xc0000201);
@@ -93,11 +93,11 @@ static size_t
 make_frag(uint8_t *out, size_t start, size_t len, bool mf)
 {
 	unsigned	hl = (dgram[0] & 0x0f) * 4;
-	uint16_t	w, df = get16(dgram + 6) & IP_DF;
+	uint16_t	w, df = pkt_get16(dgram + 6) & IP_DF;
 
 	memcpy(out, dgram, hl);
-	put16(out + 2, (uint16_t)(hl + len));
-	put16(out + 6, (uint16_t)(df | (mf ? IP_MF : 0) | (start / 8)));
+	pkt_put16(out + 2, (uint16_t)(hl + len));
+	pkt_put16(out + 6, (uint16_t)(df | (mf ? IP_MF : 0) | (start / 8)));
 	out[10] = out[11] = 0;
 	w = cksum(out, hl, 0);
 	memcpy(out + 10, &w, 2);
@@ -178,8 +178,8 @@ static void
 assert_reassembled(void)
 {
 	assert_int_equal(rlen, dlen);
-	assert_int_equal(get16(result + 2), dlen);
-	assert_int_equal(get16(result + 6) & (IP_MF | IP_OFFMASK), 0);
+	assert_int_equal(pkt_get16(result + 2), dlen);
+	assert_int_equal(pkt_get16(result + 6) & (IP_MF | IP_OFFMASK), 0);
 	assert_int_equal(cksum(result, (result[0] & 0x0f) * 4, 0), 0);
 	assert_memory_equal(result, dgram, dlen);
 	assert_int_equal(frag_pending(), 0);
@@ -353,7 +353,7 @@ test_bad_length(void **state)
 	assert_int_equal(feed_piece(0, 1000, true, NOW), 0);
 	assert_int_equal(feed_piece(1000, 1999, false, NOW), 1);
 	assert_int_equal(rlen, 20 + 2999);
-	assert_int_equal(get16(result + 2), 20 + 2999);
+	assert_int_equal(pkt_get16(result + 2), 20 + 2999);
 	assert_memory_equal(result + 20, dgram + 20, 2999);
 }
 
@@ -366,12 +366,12 @@ test_too_long(void **state)
 
 	/* Offset 65528 with 1000 bytes. */
 	n = make_frag(buf, 0, 1000, true);
-	put16(buf + 6, IP_MF | (65528 / 8));
+	pkt_put16(buf + 6, IP_MF | (65528 / 8));
 	assert_int_equal(feed(buf, n, NOW), -1);
 	assert_int_equal(stats[STAT_DROP_FRAG_BAD], 1);
 	/* A last fragment ending at 65512 of 65515 payload bytes is fine. */
 	n = make_frag(buf, 0, 8, false);
-	put16(buf + 6, (65535 - 20 - 8) / 8);
+	pkt_put16(buf + 6, (65535 - 20 - 8) / 8);
 	assert_int_equal(feed(buf, n, NOW), 0);
 	assert_int_equal(stats[STAT_DROP_FRAG_BAD], 1);
 	assert_int_equal(frag_pending(), 1);
@@ -410,9 +410,9 @@ test_memory_limit(void **state)
 	assert_int_equal(feed_piece(0, 1000, true, NOW), 0);
 	assert_int_equal(frag_pending(), 1);
 	/* Another datagram: no room. */
-	put16(dgram + 4, 0x9999);
+	pkt_put16(dgram + 4, 0x9999);
 	bl = make_frag(b, 0, 1000, true);
-	put16(dgram + 4, 0x4242);
+	pkt_put16(dgram + 4, 0x4242);
 	assert_int_equal(feed(b, bl, NOW), -1);
 	assert_int_equal(stats[STAT_DROP_FRAG_MEMORY], 1);
 	/* The first one still completes, and then there is room. */
@@ -442,7 +442,7 @@ test_header(void **state)
 	assert_int_equal(result[6] & 0xe0, 0x40);
 	assert_int_equal(result[7], 0);
 	assert_int_equal(cksum(result, 28, 0), 0);
-	assert_int_equal(get16(result + 2), 28 + 2000);
+	assert_int_equal(pkt_get16(result + 2), 28 + 2000);
 }
 
 /*
@@ -463,12 +463,12 @@ check_fragments(unsigned mtu, int expect)
 		fhl = (fr->buf[i][0] & 0x0f) * 4;
 		assert_int_equal(fr->buf[i][0] >> 4, 4);
 		assert_true(fr->len[i] <= mtu);
-		assert_int_equal(get16(fr->buf[i] + 2), fr->len[i]);
+		assert_int_equal(pkt_get16(fr->buf[i] + 2), fr->len[i]);
 		assert_int_equal(cksum(fr->buf[i], fhl, 0), 0);
 		assert_memory_equal(fr->buf[i] + 4, dgram + 4, 2);
 		assert_memory_equal(fr->buf[i] + 8, dgram + 8, 2);
 		assert_memory_equal(fr->buf[i] + 12, dgram + 12, 8);
-		w = get16(fr->buf[i] + 6);
+		w = pkt_get16(fr->buf[i] + 6);
 		assert_int_equal((size_t)(w & IP_OFFMASK) * 8, off);
 		assert_int_equal(w & IP_DF, 0);
 		plen = fr->len[i] - fhl;

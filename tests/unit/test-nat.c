@@ -186,8 +186,8 @@ make_ip(uint8_t *buf, uint8_t proto, const char *src, const char *dst,
 
 	memset(buf, 0, 20);
 	buf[0] = 0x45;
-	put16(buf + 2, (uint16_t)(20 + l4len));
-	put16(buf + 4, ip_id++);
+	pkt_put16(buf + 2, (uint16_t)(20 + l4len));
+	pkt_put16(buf + 4, ip_id++);
 	buf[8] = 64;
 	buf[9] = proto;
 	a = ip(src);
@@ -206,9 +206,9 @@ make_udp(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	size_t	len = make_ip(buf, IPPROTO_UDP, src, dst, 8 + plen), i;
 	uint8_t	*l4 = buf + 20;
 
-	put16(l4, sport);
-	put16(l4 + 2, dport);
-	put16(l4 + 4, (uint16_t)(8 + plen));
+	pkt_put16(l4, sport);
+	pkt_put16(l4 + 2, dport);
+	pkt_put16(l4 + 4, (uint16_t)(8 + plen));
 	for (i = 0; i < plen; i++)
 		l4[8 + i] = (uint8_t)rng();
 	fix_l4(buf);
@@ -225,12 +225,12 @@ make_tcp(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	uint8_t	*l4 = buf + 20;
 
 	memset(l4, 0, thl);
-	put16(l4, sport);
-	put16(l4 + 2, dport);
-	put16(l4 + 4, 0x1234);
+	pkt_put16(l4, sport);
+	pkt_put16(l4 + 2, dport);
+	pkt_put16(l4 + 4, 0x1234);
 	l4[12] = (uint8_t)((thl / 4) << 4);
 	l4[13] = flags;
-	put16(l4 + 14, 65535);
+	pkt_put16(l4 + 14, 65535);
 	if (optlen > 0)
 		memcpy(l4 + 20, opt, optlen);
 	fix_l4(buf);
@@ -248,9 +248,9 @@ make_icmp(uint8_t *buf, const char *src, const char *dst, uint8_t type,
 	memset(l4, 0, 8);
 	l4[0] = type;
 	l4[1] = code;
-	put16(l4 + 4, word);
+	pkt_put16(l4 + 4, word);
 	if (type == ICMP_ECHO || type == ICMP_ECHOREPLY)
-		put16(l4 + 6, 1);
+		pkt_put16(l4 + 6, 1);
 	if (dlen > 0)
 		memcpy(l4 + 8, data, dlen);
 	fix_l4(buf);
@@ -287,7 +287,7 @@ udp_out(const char *src, uint16_t sport, const char *dst, uint16_t dport)
 	len = make_udp(buf, src, sport, dst, dport, 20);
 	send_pkt(buf, len);
 	assert_int_equal(wan->n, n + 1);
-	return (get16(wan->buf[n] + 20));
+	return (pkt_get16(wan->buf[n] + 20));
 }
 
 /* Outbound UDP: the public source, the rest untouched, checksums right. */
@@ -307,10 +307,10 @@ test_udp_out(void **state)
 	assert_valid(o, wan->len[0]);
 	assert_addr(o + 12, PUB);
 	assert_addr(o + 16, "192.0.2.1");
-	pub = get16(o + 20);
+	pub = pkt_get16(o + 20);
 	assert_true(pub >= PORT_LO && pub <= PORT_HI);
 	assert_int_equal(pub % 2, 0);
-	assert_int_equal(get16(o + 22), 53);
+	assert_int_equal(pkt_get16(o + 22), 53);
 	assert_int_equal(o[8], 64);
 	assert_memory_equal(o + 28, buf + 28, 40);
 	assert_int_equal(stats[STAT_PKT_IN_LAN], 1);
@@ -345,8 +345,8 @@ test_udp_reply(void **state)
 	assert_valid(o, len);
 	assert_addr(o + 12, "192.0.2.1");
 	assert_addr(o + 16, "10.0.0.2");
-	assert_int_equal(get16(o + 20), 53);
-	assert_int_equal(get16(o + 22), 5000);
+	assert_int_equal(pkt_get16(o + 20), 53);
+	assert_int_equal(pkt_get16(o + 22), 5000);
 	assert_int_equal(o[8], 51);
 	assert_memory_equal(o + 28, buf + 28, 100);
 	assert_int_equal(stats[STAT_PKT_IN_WAN], 1);
@@ -358,7 +358,7 @@ test_udp_reply(void **state)
 	buf[26] = buf[27] = 0;
 	send_pkt(buf, len);
 	assert_int_equal(lan->n, 2);
-	assert_int_equal(get16(lan->buf[1] + 26), 0);
+	assert_int_equal(pkt_get16(lan->buf[1] + 26), 0);
 	assert_addr(lan->buf[1] + 16, "10.0.0.2");
 	assert_int_equal(cksum(lan->buf[1], 20, 0), 0);
 }
@@ -393,7 +393,7 @@ test_filtering(void **state)
 	send_pkt(buf, len);
 	assert_int_equal(lan->n, 1);
 	assert_addr(lan->buf[0] + 16, "10.0.0.2");
-	assert_int_equal(get16(lan->buf[0] + 22), 5000);
+	assert_int_equal(pkt_get16(lan->buf[0] + 22), 5000);
 	assert_valid(lan->buf[0], lan->len[0]);
 	assert_int_equal(nat_session_count(), 2);
 	assert_non_null(nat_session_in(IPPROTO_UDP, pub, ip("198.51.100.9"),
@@ -425,11 +425,11 @@ test_hairpin(void **state)
 	assert_valid(o, lan->len[0]);
 	/* From B's public endpoint, to A's inside one. */
 	assert_addr(o + 12, PUB);
-	pb = get16(o + 20);
+	pb = pkt_get16(o + 20);
 	assert_true(pb >= PORT_LO && pb <= PORT_HI);
 	assert_int_not_equal(pb, pa);
 	assert_addr(o + 16, "10.0.0.2");
-	assert_int_equal(get16(o + 22), 5000);
+	assert_int_equal(pkt_get16(o + 22), 5000);
 
 	/* A answers B's public endpoint: B gets it, from A's. */
 	len = make_udp(buf, "10.0.0.2", 5000, PUB, pb, 30);
@@ -439,9 +439,9 @@ test_hairpin(void **state)
 	o = lan->buf[1];
 	assert_valid(o, lan->len[1]);
 	assert_addr(o + 12, PUB);
-	assert_int_equal(get16(o + 20), pa);
+	assert_int_equal(pkt_get16(o + 20), pa);
 	assert_addr(o + 16, "10.0.0.3");
-	assert_int_equal(get16(o + 22), 6000);
+	assert_int_equal(pkt_get16(o + 22), 6000);
 	assert_int_equal(stats[STAT_HAIRPIN], 2);
 }
 
@@ -461,7 +461,7 @@ test_icmp_echo(void **state)
 	o = wan->buf[0];
 	assert_valid(o, wan->len[0]);
 	assert_addr(o + 12, PUB);
-	id = get16(o + 24);
+	id = pkt_get16(o + 24);
 	assert_true(id >= PORT_LO && id <= PORT_HI);
 	assert_int_equal(o[20], ICMP_ECHO);
 
@@ -472,7 +472,7 @@ test_icmp_echo(void **state)
 	o = lan->buf[0];
 	assert_valid(o, lan->len[0]);
 	assert_addr(o + 16, "10.0.0.2");
-	assert_int_equal(get16(o + 24), 0x0777);
+	assert_int_equal(pkt_get16(o + 24), 0x0777);
 
 	/* A reply from someone never asked, even with filtering off. */
 	tc.filtering = FILTER_ENDPOINT_INDEPENDENT;
@@ -506,9 +506,9 @@ test_tcp(void **state)
 	assert_int_equal(wan->n, 1);
 	o = wan->buf[0];
 	assert_valid(o, wan->len[0]);
-	assert_int_equal(get16(o + 40 + 2), WAN_MTU - 40);
+	assert_int_equal(pkt_get16(o + 40 + 2), WAN_MTU - 40);
 	assert_int_equal(stats[STAT_MSS_CLAMPED], 1);
-	pub = get16(o + 20);
+	pub = pkt_get16(o + 20);
 	s = nat_session_out(IPPROTO_TCP, ip("10.0.0.2"), 40000,
 	    ip("192.0.2.1"), 443);
 	assert_non_null(s);
@@ -521,8 +521,8 @@ test_tcp(void **state)
 	o = lan->buf[0];
 	assert_valid(o, lan->len[0]);
 	assert_addr(o + 16, "10.0.0.2");
-	assert_int_equal(get16(o + 22), 40000);
-	assert_int_equal(get16(o + 40 + 2), WAN_MTU - 40);
+	assert_int_equal(pkt_get16(o + 22), 40000);
+	assert_int_equal(pkt_get16(o + 40 + 2), WAN_MTU - 40);
 	assert_int_equal(s->tcp_state, TCP_ESTABLISHED);
 
 	/* With clamping off the option is left alone. */
@@ -532,7 +532,7 @@ test_tcp(void **state)
 	    sizeof opt);
 	send_pkt(buf, len);
 	assert_int_equal(wan->n, 2);
-	assert_int_equal(get16(wan->buf[1] + 40 + 2), 1460);
+	assert_int_equal(pkt_get16(wan->buf[1] + 40 + 2), 1460);
 	assert_valid(wan->buf[1], wan->len[1]);
 }
 
@@ -593,7 +593,7 @@ test_icmp_error_in(void **state)
 
 	/* Quoting a flow we do not have: dropped. */
 	qlen = quote_of(q, wan->buf[0], wan->len[0], 28);
-	put16(q + 20, pub == PORT_HI ? PORT_LO : pub + 1);
+	pkt_put16(q + 20, pub == PORT_HI ? PORT_LO : pub + 1);
 	len = make_icmp(buf, "198.51.100.254", PUB, ICMP_TIMXCEED, 0, 0, q,
 	    qlen);
 	lan->n = 0;
@@ -630,7 +630,7 @@ test_icmp_error_in_echo(void **state)
 	assert_valid(o, lan->len[0]);
 	assert_addr(o + 16, "10.0.0.2");
 	assert_addr(o + 28 + 12, "10.0.0.2");
-	assert_int_equal(get16(o + 28 + 24), 0x0555);
+	assert_int_equal(pkt_get16(o + 28 + 24), 0x0555);
 	assert_int_equal(cksum(o + 28, 20, 0), 0);
 	/* The quoted echo request is whole: its checksum holds too. */
 	assert_int_equal(cksum(o + 48, qlen - 20, 0), 0);
@@ -686,7 +686,7 @@ test_df_too_big(void **state)
 
 	len = make_udp(buf, "10.0.0.2", 5000, "192.0.2.1", 53,
 	    WAN_MTU - 28 + 1);
-	put16(buf + 6, IP_DF);
+	pkt_put16(buf + 6, IP_DF);
 	fix_ip(buf);
 	send_pkt(buf, len);
 	assert_int_equal(wan->n, 0);
@@ -701,7 +701,7 @@ test_df_too_big(void **state)
 	assert_addr(o + 16, "10.0.0.2");
 	assert_int_equal(o[20], ICMP_UNREACH);
 	assert_int_equal(o[21], 4);
-	assert_int_equal(get16(o + 26), WAN_MTU);
+	assert_int_equal(pkt_get16(o + 26), WAN_MTU);
 	assert_int_equal(cksum(o + 20, lan->len[0] - 20, 0), 0);
 	/* The quote is the packet as the host sent it. */
 	assert_memory_equal(o + 28, buf, 576 - 28);
@@ -709,7 +709,7 @@ test_df_too_big(void **state)
 
 	/* Exactly the MTU passes. */
 	len = make_udp(buf, "10.0.0.2", 5000, "192.0.2.1", 53, WAN_MTU - 28);
-	put16(buf + 6, IP_DF);
+	pkt_put16(buf + 6, IP_DF);
 	fix_ip(buf);
 	send_pkt(buf, len);
 	assert_int_equal(wan->n, 1);
@@ -726,7 +726,7 @@ test_icmp_rate(void **state)
 	int		i;
 
 	len = make_udp(buf, "10.0.0.2", 5000, "192.0.2.1", 53, WAN_MTU);
-	put16(buf + 6, IP_DF);
+	pkt_put16(buf + 6, IP_DF);
 	fix_ip(buf);
 	for (i = 0; i < 150; i++)
 		send_pkt(buf, len);
@@ -751,7 +751,7 @@ test_icmp_before_tick(void **state)
 	nat_set_now(START);
 	assert_int_equal(nat_init(&tc, &io), 0);
 	len = make_udp(buf, "10.0.0.2", 5000, "192.0.2.1", 53, WAN_MTU);
-	put16(buf + 6, IP_DF);
+	pkt_put16(buf + 6, IP_DF);
 	fix_ip(buf);
 	send_pkt(buf, len);
 	assert_int_equal(stats[STAT_DROP_DF_TOO_BIG], 1);
@@ -778,11 +778,11 @@ test_fragment_out(void **state)
 		o = wan->buf[i];
 		hl = (o[0] & 0x0f) * 4;
 		assert_true(wan->len[i] <= WAN_MTU);
-		assert_int_equal(get16(o + 2), wan->len[i]);
+		assert_int_equal(pkt_get16(o + 2), wan->len[i]);
 		assert_int_equal(cksum(o, hl, 0), 0);
 		assert_addr(o + 12, PUB);
 		assert_addr(o + 16, "192.0.2.1");
-		w = get16(o + 6);
+		w = pkt_get16(o + 6);
 		assert_int_equal((size_t)(w & IP_OFFMASK) * 8, off);
 		assert_int_equal((w & IP_MF) != 0, i < wan->n - 1);
 		plen = wan->len[i] - hl;
@@ -792,8 +792,8 @@ test_fragment_out(void **state)
 		off += plen;
 	}
 	assert_int_equal(off, len - 20);
-	put16(whole + 2, (uint16_t)len);
-	put16(whole + 6, 0);
+	pkt_put16(whole + 2, (uint16_t)len);
+	pkt_put16(whole + 6, 0);
 	fix_ip(whole);
 	assert_int_equal(pkt_parse(&p, whole, len), PKT_OK);
 	assert_int_equal(cksum_l4(&p), 0);
@@ -812,15 +812,15 @@ test_fragment_in(void **state)
 	len = make_udp(buf, "10.0.0.2", 5000, "192.0.2.1", 53, 992);
 	/* First 800 bytes of UDP, then the rest. */
 	memcpy(f1, buf, 20 + 800);
-	put16(f1 + 2, 20 + 800);
-	put16(f1 + 6, IP_MF);
+	pkt_put16(f1 + 2, 20 + 800);
+	pkt_put16(f1 + 6, IP_MF);
 	fix_ip(f1);
 	l1 = 20 + 800;
 	memcpy(f2, buf, 20);
 	memcpy(f2 + 20, buf + 20 + 800, len - 20 - 800);
 	l2 = len - 800;
-	put16(f2 + 2, (uint16_t)l2);
-	put16(f2 + 6, 800 / 8);
+	pkt_put16(f2 + 2, (uint16_t)l2);
+	pkt_put16(f2 + 6, 800 / 8);
 	fix_ip(f2);
 	send_pkt(f2, l2);
 	assert_int_equal(wan->n, 0);
@@ -830,7 +830,7 @@ test_fragment_in(void **state)
 	assert_int_equal(wan->len[0], len);
 	assert_valid(o, len);
 	assert_addr(o + 12, PUB);
-	assert_int_equal(get16(o + 22), 53);
+	assert_int_equal(pkt_get16(o + 22), 53);
 	assert_memory_equal(o + 28, buf + 28, 992);
 	assert_int_equal(stats[STAT_FRAG_REASSEMBLED], 1);
 	assert_int_equal(stats[STAT_FRAG_IN], 2);
@@ -952,7 +952,7 @@ test_malformed(void **state)
 	buf[0] = 0x45;
 	send_pkt(buf, len - 1);
 	/* UDP length past the datagram. */
-	put16(buf + 24, 200);
+	pkt_put16(buf + 24, 200);
 	send_pkt(buf, len);
 	assert_int_equal(stats[STAT_DROP_NOT_IPV4], 1);
 	assert_int_equal(stats[STAT_DROP_MALFORMED], 4);

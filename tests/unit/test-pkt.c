@@ -50,8 +50,8 @@ make_ip(uint8_t *buf, uint8_t proto, const char *src, const char *dst,
 
 	memset(buf, 0, 20);
 	buf[0] = 0x45;
-	put16(buf + 2, (uint16_t)(20 + l4len));
-	put16(buf + 4, 0x1234);
+	pkt_put16(buf + 2, (uint16_t)(20 + l4len));
+	pkt_put16(buf + 4, 0x1234);
 	buf[8] = 64;
 	buf[9] = proto;
 	a = ip(src);
@@ -70,9 +70,9 @@ make_udp(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	size_t	len = make_ip(buf, IPPROTO_UDP, src, dst, 8 + plen), i;
 	uint8_t	*l4 = buf + 20;
 
-	put16(l4, sport);
-	put16(l4 + 2, dport);
-	put16(l4 + 4, (uint16_t)(8 + plen));
+	pkt_put16(l4, sport);
+	pkt_put16(l4 + 2, dport);
+	pkt_put16(l4 + 4, (uint16_t)(8 + plen));
 	for (i = 0; i < plen; i++)
 		l4[8 + i] = (uint8_t)rng();
 	fix_l4(buf);
@@ -90,13 +90,13 @@ make_tcp(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	uint8_t	*l4 = buf + 20;
 
 	memset(l4, 0, thl);
-	put16(l4, sport);
-	put16(l4 + 2, dport);
+	pkt_put16(l4, sport);
+	pkt_put16(l4 + 2, dport);
 	for (i = 4; i < 12; i++)
 		l4[i] = (uint8_t)rng();
 	l4[12] = (uint8_t)((thl / 4) << 4);
 	l4[13] = flags;
-	put16(l4 + 14, 65535);
+	pkt_put16(l4 + 14, 65535);
 	if (optlen > 0)
 		memcpy(l4 + 20, opt, optlen);
 	for (i = 0; i < plen; i++)
@@ -116,8 +116,8 @@ make_icmp(uint8_t *buf, const char *src, const char *dst, uint8_t type,
 	memset(l4, 0, 8);
 	l4[0] = type;
 	l4[1] = code;
-	put16(l4 + 4, word);
-	put16(l4 + 6, 1);
+	pkt_put16(l4 + 4, word);
+	pkt_put16(l4 + 6, 1);
 	for (i = 0; i < plen; i++)
 		l4[8 + i] = (uint8_t)rng();
 	fix_l4(buf);
@@ -155,7 +155,7 @@ test_parse_udp(void **state)
 	assert_int_equal(p.len, 58);
 
 	/* IP padding after a shorter UDP length: l4len is UDP's. */
-	put16(buf + 24, 20);
+	pkt_put16(buf + 24, 20);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_int_equal(p.l4len, 20);
 }
@@ -271,20 +271,20 @@ test_parse_rejects(void **state)
 
 	/* Total length beyond the buffer, and below the header. */
 	assert_int_equal(pkt_parse(&p, buf, len - 1), PKT_ERR_LENGTH);
-	put16(buf + 2, 19);
+	pkt_put16(buf + 2, 19);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_ERR_HEADER);
-	put16(buf + 2, (uint16_t)len);
+	pkt_put16(buf + 2, (uint16_t)len);
 
 	/* UDP: length longer than the datagram, shorter than 8. */
-	put16(buf + 24, (uint16_t)(len - 20 + 1));
+	pkt_put16(buf + 24, (uint16_t)(len - 20 + 1));
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_ERR_L4);
-	put16(buf + 24, 7);
+	pkt_put16(buf + 24, 7);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_ERR_L4);
-	put16(buf + 24, (uint16_t)(len - 20));
+	pkt_put16(buf + 24, (uint16_t)(len - 20));
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 
 	/* UDP: fewer than 8 bytes after the IP header. */
-	put16(buf + 2, 27);
+	pkt_put16(buf + 2, 27);
 	assert_int_equal(pkt_parse(&p, buf, 27), PKT_ERR_L4);
 	memcpy(buf, save, len);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
@@ -312,7 +312,7 @@ test_parse_rejects_tcp(void **state)
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	buf[32] = 5 << 4;
 	/* A segment shorter than 20 bytes. */
-	put16(buf + 2, 20 + 19);
+	pkt_put16(buf + 2, 20 + 19);
 	assert_int_equal(pkt_parse(&p, buf, 39), PKT_ERR_L4);
 }
 
@@ -326,9 +326,9 @@ test_parse_rejects_icmp(void **state)
 
 	len = make_icmp(buf, "10.0.0.2", "192.0.2.1", 8, 0, 1, 0);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
-	put16(buf + 2, 27);
+	pkt_put16(buf + 2, 27);
 	assert_int_equal(pkt_parse(&p, buf, 27), PKT_ERR_L4);
-	put16(buf + 2, 20);
+	pkt_put16(buf + 2, 20);
 	assert_int_equal(pkt_parse(&p, buf, 20), PKT_ERR_L4);
 }
 
@@ -342,7 +342,7 @@ test_parse_fragments(void **state)
 
 	/* First fragment: MF set, offset 0. */
 	len = make_udp(buf, "10.0.0.2", 1000, "192.0.2.1", 2000, 40);
-	put16(buf + 6, IP_MF);
+	pkt_put16(buf + 6, IP_MF);
 	fix_ip(buf);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_true(p.frag);
@@ -351,14 +351,14 @@ test_parse_fragments(void **state)
 	assert_null(pkt_l4_cksum(&p));
 
 	/* Last fragment: offset only. */
-	put16(buf + 6, 3);
+	pkt_put16(buf + 6, 3);
 	fix_ip(buf);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_true(p.frag);
 	assert_null(p.l4);
 
 	/* DF alone is not a fragment. */
-	put16(buf + 6, IP_DF);
+	pkt_put16(buf + 6, IP_DF);
 	fix_ip(buf);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_false(p.frag);
@@ -402,7 +402,7 @@ test_set_src_dst_random(void **state)
 		assert_int_equal(p.src, a);
 		assert_int_equal(p.sport, port);
 		assert_memory_equal(buf + 12, &a, 4);
-		assert_int_equal(get16(buf + 20), port);
+		assert_int_equal(pkt_get16(buf + 20), port);
 		assert_valid(buf, len);
 
 		a = rng();
@@ -411,11 +411,11 @@ test_set_src_dst_random(void **state)
 		assert_int_equal(p.dst, a);
 		assert_int_equal(p.dport, port);
 		assert_memory_equal(buf + 16, &a, 4);
-		assert_int_equal(get16(buf + 22), port);
+		assert_int_equal(pkt_get16(buf + 22), port);
 		assert_valid(buf, len);
 		/* A checksummed datagram never turns into an unchecked one. */
 		if (p.proto == IPPROTO_UDP)
-			assert_int_not_equal(get16(buf + 26), 0);
+			assert_int_not_equal(pkt_get16(buf + 26), 0);
 	}
 }
 
@@ -434,8 +434,8 @@ test_udp_zero_cksum(void **state)
 	pkt_set_dst(&p, ip("198.51.100.1"), 5);
 	assert_int_equal(buf[26], 0);
 	assert_int_equal(buf[27], 0);
-	assert_int_equal(get16(buf + 20), 31000);
-	assert_int_equal(get16(buf + 22), 5);
+	assert_int_equal(pkt_get16(buf + 20), 31000);
+	assert_int_equal(pkt_get16(buf + 22), 5);
 	assert_int_equal(cksum(buf, 20, 0), 0);
 }
 
@@ -464,8 +464,8 @@ test_udp_cksum_becomes_zero(void **state)
 	port = (uint16_t)cand;
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	pkt_set_src(&p, p.src, port);
-	assert_int_equal(get16(buf + 20), port);
-	assert_int_equal(get16(buf + 26), 0xffff);
+	assert_int_equal(pkt_get16(buf + 20), port);
+	assert_int_equal(pkt_get16(buf + 26), 0xffff);
 	assert_valid(buf, len);
 
 	/* The same through an address change (the pseudo-header). */
@@ -479,10 +479,10 @@ test_udp_cksum_becomes_zero(void **state)
 	assert_true(cand <= 0xffff);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	a = p.src;
-	put16((uint8_t *)&a + 2, (uint16_t)cand);
+	pkt_put16((uint8_t *)&a + 2, (uint16_t)cand);
 	pkt_set_src(&p, a, 1000);
 	assert_memory_equal(buf + 12, &a, 4);
-	assert_int_equal(get16(buf + 26), 0xffff);
+	assert_int_equal(pkt_get16(buf + 26), 0xffff);
 	assert_valid(buf, len);
 }
 
@@ -497,7 +497,7 @@ test_icmp_rewrite(void **state)
 	len = make_icmp(buf, "10.0.0.2", "192.0.2.1", 8, 0, 0x1111, 32);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	pkt_set_src(&p, ip("203.0.113.1"), 0x2222);
-	assert_int_equal(get16(buf + 24), 0x2222);
+	assert_int_equal(pkt_get16(buf + 24), 0x2222);
 	assert_int_equal(p.sport, 0x2222);
 	assert_int_equal(p.dport, 0x2222);
 	assert_int_equal(p.src, ip("203.0.113.1"));
@@ -507,7 +507,7 @@ test_icmp_rewrite(void **state)
 	len = make_icmp(buf, "192.0.2.1", "203.0.113.1", 0, 0, 0x2222, 32);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	pkt_set_dst(&p, ip("10.0.0.2"), 0x1111);
-	assert_int_equal(get16(buf + 24), 0x1111);
+	assert_int_equal(pkt_get16(buf + 24), 0x1111);
 	assert_int_equal(p.dst, ip("10.0.0.2"));
 	assert_valid(buf, len);
 
@@ -554,7 +554,7 @@ test_parse_inner_truncated(void **state)
 	assert_null(pkt_l4_cksum(&p));
 	/* Rewriting the quoted source still fixes the quoted IP header. */
 	pkt_set_src(&p, ip("10.0.0.2"), 5555);
-	assert_int_equal(get16(buf + 20), 5555);
+	assert_int_equal(pkt_get16(buf + 20), 5555);
 	assert_int_equal(cksum(buf, 20, 0), 0);
 
 	/* ICMP echo quoted. */
@@ -564,13 +564,13 @@ test_parse_inner_truncated(void **state)
 
 	/* A quoted first fragment is read; a later one is not. */
 	len = make_udp(buf, "203.0.113.1", 20002, "192.0.2.1", 53, 72);
-	put16(buf + 6, IP_MF);
+	pkt_put16(buf + 6, IP_MF);
 	fix_ip(buf);
 	assert_int_equal(pkt_parse_inner(&p, buf, 28), PKT_OK);
 	assert_true(p.frag);
 	assert_non_null(p.l4);
 	assert_int_equal(p.sport, 20002);
-	put16(buf + 6, IP_MF | 10);
+	pkt_put16(buf + 6, IP_MF | 10);
 	fix_ip(buf);
 	assert_int_equal(pkt_parse_inner(&p, buf, 28), PKT_OK);
 	assert_null(p.l4);
@@ -596,18 +596,18 @@ test_clamp_mss(void **state)
 	    opt, sizeof opt, 0);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_int_equal(pkt_clamp_mss(&p, 1360), 1);
-	assert_int_equal(get16(buf + 40 + 6), 1360);
+	assert_int_equal(pkt_get16(buf + 40 + 6), 1360);
 	assert_valid(buf, len);
 	/* Once clamped, clamping again changes nothing. */
 	assert_int_equal(pkt_clamp_mss(&p, 1360), 0);
-	assert_int_equal(get16(buf + 40 + 6), 1360);
+	assert_int_equal(pkt_get16(buf + 40 + 6), 1360);
 
 	/* The SYN-ACK is clamped too. */
 	len = make_tcp(buf, "192.0.2.1", 443, "203.0.113.1", 20000,
 	    TH_SYN | TH_ACK, opt, sizeof opt, 0);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_int_equal(pkt_clamp_mss(&p, 1360), 1);
-	assert_int_equal(get16(buf + 40 + 6), 1360);
+	assert_int_equal(pkt_get16(buf + 40 + 6), 1360);
 	assert_valid(buf, len);
 
 	/* After one NOP the MSS value sits at an odd offset. */
@@ -615,7 +615,7 @@ test_clamp_mss(void **state)
 	    odd, sizeof odd, 0);
 	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
 	assert_int_equal(pkt_clamp_mss(&p, 1360), 1);
-	assert_int_equal(get16(buf + 40 + 3), 1360);
+	assert_int_equal(pkt_get16(buf + 40 + 3), 1360);
 	assert_valid(buf, len);
 
 	/* 1200 is below the clamp. */

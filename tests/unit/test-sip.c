@@ -156,8 +156,8 @@ make_udp(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	assert_true(28 + dlen <= SIPNAT_MAX_PKT);
 	memset(buf, 0, 28);
 	buf[0] = 0x45;
-	put16(buf + 2, (uint16_t)(28 + dlen));
-	put16(buf + 4, ip_id++);
+	pkt_put16(buf + 2, (uint16_t)(28 + dlen));
+	pkt_put16(buf + 4, ip_id++);
 	buf[8] = 64;
 	buf[9] = IPPROTO_UDP;
 	a = ip(src);
@@ -166,9 +166,9 @@ make_udp(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	memcpy(buf + 16, &a, 4);
 	w = cksum(buf, 20, 0);
 	memcpy(buf + 10, &w, 2);
-	put16(buf + 20, sport);
-	put16(buf + 22, dport);
-	put16(buf + 24, (uint16_t)(8 + dlen));
+	pkt_put16(buf + 20, sport);
+	pkt_put16(buf + 22, dport);
+	pkt_put16(buf + 24, (uint16_t)(8 + dlen));
 	memcpy(buf + 28, data, dlen);
 	assert_int_equal(pkt_parse(&p, buf, 28 + dlen), PKT_OK);
 	w = cksum_l4(&p);
@@ -197,10 +197,10 @@ assert_udp_valid(const uint8_t *buf, size_t len)
 
 	assert_true(len >= 28);
 	assert_int_equal(buf[0], 0x45);
-	assert_int_equal(get16(buf + 2), len);
-	assert_int_equal(get16(buf + 24), len - 20);
+	assert_int_equal(pkt_get16(buf + 2), len);
+	assert_int_equal(pkt_get16(buf + 24), len - 20);
 	assert_int_equal(cksum(buf, 20, 0), 0);
-	assert_int_not_equal(get16(buf + 26), 0);	/* it was summed */
+	assert_int_not_equal(pkt_get16(buf + 26), 0);	/* it was summed */
 	memcpy(copy, buf, len);
 	assert_int_equal(pkt_parse(&p, copy, len), PKT_OK);
 	assert_int_equal(p.len, len);
@@ -511,7 +511,7 @@ test_case(void **state)
 	if (inbound && c->pre[0] == NULL)
 		phone_send(crlf, sizeof crlf - 1);
 	if (wan->n > 0)
-		assert_int_equal(get16(wan->buf[0] + 20), PHONE_PORT);
+		assert_int_equal(pkt_get16(wan->buf[0] + 20), PHONE_PORT);
 	wan->n = lan->n = 0;
 
 	rewritten = counter("sip.messages.rewritten");
@@ -531,14 +531,14 @@ test_case(void **state)
 	assert_udp_valid(o, side->len[0]);
 	if (inbound) {
 		assert_addr(o + 12, PROVIDER);
-		assert_int_equal(get16(o + 20), SIP_PORT);
+		assert_int_equal(pkt_get16(o + 20), SIP_PORT);
 		assert_addr(o + 16, PHONE);
-		assert_int_equal(get16(o + 22), PHONE_PORT);
+		assert_int_equal(pkt_get16(o + 22), PHONE_PORT);
 	} else {
 		assert_addr(o + 12, PUB);
-		assert_int_equal(get16(o + 20), PHONE_PORT);
+		assert_int_equal(pkt_get16(o + 20), PHONE_PORT);
 		assert_addr(o + 16, PROVIDER);
-		assert_int_equal(get16(o + 22), SIP_PORT);
+		assert_int_equal(pkt_get16(o + 22), SIP_PORT);
 	}
 
 	len = side->len[0] - 28;

@@ -77,22 +77,6 @@ static const struct nat_io io = {
 	.to_lan = to_lan,
 };
 
-static uint32_t
-get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3]);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* An address field is this one. */
 static void
 assert_addr(const uint8_t *field, const char *want)
@@ -114,7 +98,7 @@ make_seg(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 
 	memset(buf, 0, 20 + thl);
 	buf[0] = 0x45;
-	put16(buf + 2, (uint16_t)len);
+	pkt_put16(buf + 2, (uint16_t)len);
 	buf[8] = 64;
 	buf[9] = IPPROTO_TCP;
 	a = ip(src);
@@ -122,13 +106,13 @@ make_seg(uint8_t *buf, const char *src, uint16_t sport, const char *dst,
 	a = ip(dst);
 	memcpy(buf + 16, &a, 4);
 	fix_ip(buf);
-	put16(l4, sport);
-	put16(l4 + 2, dport);
-	put32(l4 + 4, seq);
-	put32(l4 + 8, ack);
+	pkt_put16(l4, sport);
+	pkt_put16(l4 + 2, dport);
+	pkt_put32(l4 + 4, seq);
+	pkt_put32(l4 + 8, ack);
 	l4[12] = (uint8_t)((thl / 4) << 4);
 	l4[13] = flags;
-	put16(l4 + 14, 29200);
+	pkt_put16(l4 + 14, 29200);
 	if (optlen > 0)
 		memcpy(l4 + 20, opt, optlen);
 	if (dlen > 0)
@@ -170,8 +154,8 @@ prov(uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *opt,
 
 /* A captured packet's TCP fields. */
 #define SEG_L4(c, i)	((c)->buf[i] + 20)
-#define SEG_SEQ(c, i)	get32(SEG_L4(c, i) + 4)
-#define SEG_ACK(c, i)	get32(SEG_L4(c, i) + 8)
+#define SEG_SEQ(c, i)	pkt_get32(SEG_L4(c, i) + 4)
+#define SEG_ACK(c, i)	pkt_get32(SEG_L4(c, i) + 8)
 #define SEG_FLAGS(c, i)	(SEG_L4(c, i)[13])
 #define SEG_THL(c, i)	((size_t)(SEG_L4(c, i)[12] >> 4) * 4)
 #define SEG_DATA(c, i)	(SEG_L4(c, i) + SEG_THL(c, i))
@@ -288,7 +272,7 @@ handshake(void)
 	feed(PHONE, 5060, PROV, 5060, ISN_P, 0, TH_SYN, mss, sizeof mss,
 	    NULL, 0);
 	assert_int_equal(wan->n, 1);
-	pub_port = get16(wan->buf[0] + 20);
+	pub_port = pkt_get16(wan->buf[0] + 20);
 	prov(ISN_R, ISN_P + 1, TH_SYN | TH_ACK, mss, sizeof mss, NULL, 0);
 	assert_int_equal(lan->n, 1);
 	assert_int_equal(SEG_ACK(lan, 0), ISN_P + 1);
@@ -354,14 +338,14 @@ test_rewrite_shift(void **state)
 	assert_int_equal(lan->n, 0);	/* nothing held, nothing to ACK */
 
 	/* The first lost: ACK of nothing, a SACK block for the second. */
-	put32(sack + 4, ISN_P + 1 + (uint32_t)x1);
-	put32(sack + 8, ISN_P + 1 + (uint32_t)(x1 + x2));
+	pkt_put32(sack + 4, ISN_P + 1 + (uint32_t)x1);
+	pkt_put32(sack + 8, ISN_P + 1 + (uint32_t)(x1 + x2));
 	prov(ISN_R + 1, ISN_P + 1, TH_ACK, sack, sizeof sack, NULL, 0);
 	assert_int_equal(lan->n, 1);
 	assert_valid(lan->buf[0], lan->len[0]);
 	assert_int_equal(SEG_ACK(lan, 0), ISN_P + 1);
-	assert_int_equal(get32(SEG_L4(lan, 0) + 24), ISN_P + 1 + l1);
-	assert_int_equal(get32(SEG_L4(lan, 0) + 28), ISN_P + 1 + l1 + l2);
+	assert_int_equal(pkt_get32(SEG_L4(lan, 0) + 24), ISN_P + 1 + l1);
+	assert_int_equal(pkt_get32(SEG_L4(lan, 0) + 28), ISN_P + 1 + l1 + l2);
 
 	/* The provider ACKs both: the phone sees its own numbers. */
 	prov(ISN_R + 1, ISN_P + 1 + (uint32_t)(x1 + x2), TH_ACK, NULL, 0,

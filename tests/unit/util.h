@@ -1,6 +1,6 @@
 /*
- * Helpers the unit tests share: a seeded PRNG, addresses and 16-bit
- * fields, and the IPv4 header checksum.  A test defines DEFAULT_SEED
+ * Helpers the unit tests share: a seeded PRNG, addresses, the IPv4 header
+ * and transport checksums.  A test defines DEFAULT_SEED
  * before including this; SIPNAT_TEST_SEED in the environment overrides it.
  */
 
@@ -54,21 +54,6 @@ ip(const char *s)
 	return (ia.s_addr);
 }
 
-/* Store a big-endian 16-bit field. */
-static inline void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* Read a big-endian 16-bit field. */
-static inline uint16_t
-get16(const uint8_t *p)
-{
-	return ((uint16_t)(p[0] << 8 | p[1]));
-}
-
 /* Recompute the IPv4 header checksum (cksum() from sipnat.h). */
 static inline void
 fix_ip(uint8_t *buf)
@@ -85,7 +70,7 @@ static inline void
 fix_l4(uint8_t *buf)
 {
 	unsigned	hl = (buf[0] & 0x0f) * 4;
-	size_t		l4len = get16(buf + 2) - hl, off;
+	size_t		l4len = pkt_get16(buf + 2) - hl, off;
 	uint8_t		*l4 = buf + hl, ph[12];
 	uint32_t	sum = 0;
 	uint16_t	w;
@@ -96,7 +81,7 @@ fix_l4(uint8_t *buf)
 		memcpy(ph, buf + 12, 8);
 		ph[8] = 0;
 		ph[9] = buf[9];
-		put16(ph + 10, (uint16_t)l4len);
+		pkt_put16(ph + 10, (uint16_t)l4len);
 		sum = cksum_partial(ph, sizeof ph, 0);
 	}
 	w = cksum(l4, l4len, sum);
