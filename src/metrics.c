@@ -50,7 +50,10 @@ metrics_sample(struct evbuffer *out, const char *name, const char *type,
 	    strcmp(type, "counter") == 0 ? "_total" : "", value);
 }
 
-/* A helper's counter or gauge: typed by what the name says. */
+/*
+ * A helper's value: its counters and gauges come through one callback,
+ * so they are "untyped" to Prometheus.
+ */
 static void
 metrics_alg_cb(const char *name, uint64_t value, void *arg)
 {
