@@ -554,17 +554,163 @@ test_case(void **state)
 		assert_int_equal(counter(c->counter) - count, 1);
 }
 
-/* Run every golden case, each on a fresh engine. */
+/*
+ * A case file with a header line added after the Call-ID (and the
+ * Content-Length left right: it counts the body only).
+ */
+static size_t
+case_with_header(const char *name, const char *header, uint8_t *buf)
+{
+	static uint8_t	 tmp[MAXMSG];
+	size_t		 len = case_read(name, "in", tmp), hl = strlen(header);
+	uint8_t		*cid, *eol;
+
+	cid = memmem(tmp, len, "\r\nCall-ID:", 10);
+	assert_non_null(cid);
+	eol = memmem(cid + 2, len - (size_t)(cid + 2 - tmp), "\r\n", 2);
+	assert_non_null(eol);
+	assert_true(len + hl + 2 <= MAXMSG);
+	memcpy(buf, tmp, (size_t)(eol + 2 - tmp));
+	memcpy(buf + (eol + 2 - tmp), header, hl);
+	memcpy(buf + (eol + 2 - tmp) + hl, "\r\n", 2);
+	memcpy(buf + (eol + 2 - tmp) + hl + 2, eol + 2,
+	    len - (size_t)(eol + 2 - tmp));
+	return (len + hl + 2);
+}
+
+/* Let time pass, a tick a second, as sipnatd's timer does. */
+static void
+advance(uint64_t *now, unsigned secs)
+{
+	while (secs-- > 0) {
+		nat_set_now(++*now);
+		nat_tick(*now);
+	}
+}
+
+/*
+ * A call whose BYE never comes: after timeouts.sip_dialog of silence it
+ * ends, counted as ended without BYE (and logged with its last
+ * signalling).
+ */
+static void
+test_ended_without_bye(void **state)
+{
+	static uint8_t	buf[MAXMSG];
+	uint64_t	now = START, before;
+	size_t		len;
+
+	before = counter("sip.alarms.ended_without_bye");
+	tc.to_sip_dialog = 60;
+	assert_int_equal(alg_configure(&tc, NULL), 0);
+	len = case_read("invite-sdp", "in", buf);
+	phone_send(buf, len);
+	len = case_read("in-invite-200", "in", buf);
+	provider_send(buf, len);
+	assert_int_equal(counter("sip.dialogs"), 1);
+	advance(&now, 30);
+	assert_int_equal(counter("sip.dialogs"), 1);
+	advance(&now, 31);
+	assert_int_equal(counter("sip.dialogs"), 0);
+	assert_int_equal(counter("sip.alarms.ended_without_bye") - before, 1);
+}
+
+/*
+ * A call with a session timer (RFC 4028): no re-INVITE or UPDATE within
+ * Session-Expires is counted once; the call itself stays.
+ */
+static void
+test_missed_refresh(void **state)
+{
+	static uint8_t	buf[MAXMSG];
+	uint64_t	now = START;
+	uint64_t	before = counter("sip.alarms.missed_session_refresh");
+	size_t		len;
+
+	len = case_with_header("invite-sdp", "Session-Expires: 90;"
+	    "refresher=uac", buf);
+	phone_send(buf, len);
+	len = case_with_header("in-invite-200", "Session-Expires: 90;"
+	    "refresher=uac", buf);
+	provider_send(buf, len);
+	advance(&now, 80);
+	assert_int_equal(counter("sip.alarms.missed_session_refresh"), before);
+	advance(&now, 15);
+	assert_int_equal(counter("sip.alarms.missed_session_refresh") - before,
+	    1);
+	advance(&now, 100);
+	assert_int_equal(counter("sip.alarms.missed_session_refresh") - before,
+	    1);
+	assert_int_equal(counter("sip.dialogs"), 1);
+}
+
+/*
+ * A datagram just under the uplink MTU that the rewrite makes longer:
+ * it leaves in fragments that fit, which put together are the rewritten
+ * message with valid checksums.
+ */
+static void
+test_growth_fragmented(void **state)
+{
+	static uint8_t	buf[MAXMSG], whole[MAXMSG];
+	char		pad[1600];
+	size_t		len, want, off = 0;
+	int		i;
+	uint16_t	frag;
+
+	len = case_read("invite-sdp", "in", buf);
+	want = (size_t)tc.wan_mtu - 28 - 2 - len;	/* 2 bytes to spare */
+	assert_true(want > 12 && want < sizeof pad);
+	memset(pad, 'x', sizeof pad);
+	memcpy(pad, "X-Padding: ", 11);
+	pad[want - 2] = '\0';
+	len = case_with_header("invite-sdp", pad, buf);
+	assert_int_equal(len + 28, (size_t)tc.wan_mtu - 2);
+	phone_send(buf, len);
+	assert_int_equal(wan->n, 2);
+	for (i = 0; i < wan->n; i++) {
+		assert_true(wan->len[i] <= (size_t)tc.wan_mtu);
+		assert_int_equal(cksum(wan->buf[i], 20, 0), 0);
+		frag = pkt_get16(wan->buf[i] + 6);
+		assert_int_equal((frag & 0x1fff) * 8, off);
+		assert_int_equal((frag & 0x2000) != 0, i == 0);
+		memcpy(whole + 20 + off, wan->buf[i] + 20, wan->len[i] - 20);
+		off += wan->len[i] - 20;
+	}
+	memcpy(whole, wan->buf[0], 20);
+	pkt_put16(whole + 2, (uint16_t)(20 + off));
+	pkt_put16(whole + 6, 0);
+	fix_ip(whole);
+	assert_true(20 + off > (size_t)tc.wan_mtu);
+	assert_udp_valid(whole, 20 + off);
+	assert_non_null(memmem(whole + 28, off - 8, "Via: SIP/2.0/UDP " PUB,
+	    strlen("Via: SIP/2.0/UDP " PUB)));
+	assert_non_null(memmem(whole + 28, off - 8, "c=IN IP4 " PUB,
+	    strlen("c=IN IP4 " PUB)));
+}
+
+/* Run every golden case, each on a fresh engine, then the others. */
 int
 main(void)
 {
 	struct CMUnitTest	tests[sizeof cases / sizeof cases[0]];
+	const struct CMUnitTest	others[] = {
+		cmocka_unit_test_setup_teardown(test_ended_without_bye, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_missed_refresh, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_growth_fragmented, setup,
+		    teardown),
+	};
 	size_t			i;
+	int			failed;
 
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate_setup_teardown(
 		    test_case, setup, teardown, (void *)&cases[i]);
 		tests[i].name = cases[i].name;
 	}
-	return (_cmocka_run_group_tests("sip", tests, i, NULL, NULL));
+	failed = _cmocka_run_group_tests("sip", tests, i, NULL, NULL);
+	failed += cmocka_run_group_tests_name("sip-calls", others, NULL, NULL);
+	return (failed);
 }
