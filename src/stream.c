@@ -47,6 +47,7 @@ struct stream_unit {
 	uint32_t	 tseq;		/* where it starts, translated */
 	uint32_t	 off;		/* its bytes in hist */
 	uint32_t	 len;
+	bool		 fin;		/* the sender's FIN came after it */
 	uint64_t	 sent;		/* when it was last sent */
 };
 
@@ -55,6 +56,8 @@ struct stream_dir {
 	bool		 synced;	/* seen a SYN or a first segment */
 	bool		 plain;		/* degraded: no more parsing */
 	uint32_t	 plain_from;	/* where it degraded */
+	uint32_t	 base;		/* where it was picked up */
+	uint32_t	 acked;		/* original bytes the receiver has */
 	uint32_t	 nxt;		/* next original byte expected */
 	uint32_t	 sent;		/* original bytes before it are sent */
 	int32_t		 delta;		/* translated - original, from sent */
@@ -223,6 +226,11 @@ stream_o2t(const struct stream_dir *d, uint32_t seq)
 	/* Data held back: the receiver expects where we stopped. */
 	if (SEQ_LEQ(d->sent, seq))
 		return ((d->nheld > 0 ? d->sent : seq) + (uint32_t)d->delta);
+	/* Passed as it came since it degraded, or before we had it. */
+	if (d->plain && SEQ_LEQ(d->plain_from, seq))
+		return (seq + (uint32_t)d->delta);
+	if (SEQ_LT(seq, d->base))
+		return (seq);
 	for (i = 0; i < d->nunits; i++) {
 		u = &d->units[i];
 		if (SEQ_LT(seq, u->oseq))
@@ -456,13 +464,14 @@ stream_send(struct stream *sm, enum nat_dir dir, uint32_t tseq,
 /* Keep a batch sent until the receiver acknowledges it; -1 if no room. */
 static int
 stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
-    uint32_t tseq, const uint8_t *data, size_t len)
+    uint32_t tseq, const uint8_t *data, size_t len, bool fin)
 {
 	struct stream_unit	*u;
 
 	if (d->nunits == STREAM_UNITS || d->nhist + len > d->cap)
 		return (-1);
 	u = &d->units[d->nunits++];
+	u->fin = fin;
 	u->oseq = oseq;
 	u->oend = oend;
 	u->tseq = tseq;
@@ -509,12 +518,45 @@ stream_resend(struct stream *sm, enum nat_dir dir, uint32_t seq)
 		u = &d->units[i];
 		if (SEQ_LEQ(u->oend, seq))
 			continue;
-		stream_send(sm, dir, u->tseq, d->hist + u->off, u->len, false);
+		stream_send(sm, dir, u->tseq, d->hist + u->off, u->len,
+		    u->fin);
 		u->sent = nat_now();
 		stat_inc(STAT_STREAM_RESENT);
 		any = true;
 	}
 	return (any);
+}
+
+/*
+ * How far the sender may be told its bytes arrived: what the receiver
+ * acknowledged, then what we keep to send again (batches, held bytes)
+ * without a gap.  Bytes passed on as they came are the sender's to send
+ * again, so an ACK of ours never covers them.
+ */
+static uint32_t
+stream_custody(const struct stream_dir *d)
+{
+	const struct stream_unit	*u;
+	uint32_t			 pos = d->acked;
+	unsigned			 i;
+
+	for (i = 0; i < d->nunits; i++) {
+		u = &d->units[i];
+		if (SEQ_LT(pos, u->oseq))
+			return (pos);
+		if (SEQ_LT(pos, u->oend + (u->fin ? 1 : 0)))
+			pos = u->oend + (u->fin ? 1 : 0);
+	}
+	if (d->nheld > 0 && SEQ_LEQ(d->sent, pos) && SEQ_LT(pos, d->nxt))
+		pos = d->nxt;
+	return (pos);
+}
+
+/* ACK the sender for what we have in custody. */
+static void
+stream_ack_custody(struct stream *sm, enum nat_dir dir)
+{
+	stream_ack_sender(sm, dir, stream_custody(&sm->dir[dir]));
 }
 
 /*
@@ -532,8 +574,13 @@ stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 		stat_inc(STAT_STREAM_DEGRADED);
 	}
 	if (d->nheld > 0) {
+		/* We ACKed them: keep them to send again if lost. */
 		stream_send(sm, dir, d->sent + (uint32_t)d->delta, d->held,
 		    d->nheld, false);
+		if (stream_keep(d, d->sent, d->sent + (uint32_t)d->nheld,
+		    d->sent + (uint32_t)d->delta, d->held, d->nheld,
+		    false) == -1)
+			stat_inc(STAT_STREAM_LIMIT_BUFFER);
 		d->sent += (uint32_t)d->nheld;
 		d->nheld = 0;
 	}
@@ -585,8 +632,8 @@ stream_parse(struct stream *sm, enum nat_dir dir, const struct alg *a,
 		return;
 	if (outlen > 0 || fin)
 		stream_send(sm, dir, tseq, st.out, outlen, fin);
-	if (outlen > 0 && stream_keep(d, d->sent, d->sent + (uint32_t)used,
-	    tseq, st.out, outlen) == -1) {
+	if ((outlen > 0 || fin) && stream_keep(d, d->sent,
+	    d->sent + (uint32_t)used, tseq, st.out, outlen, fin) == -1) {
 		stat_inc(STAT_STREAM_LIMIT_BUFFER);
 		log_info("tcp stream: too much unacknowledged, passing the "
 		    "connection unparsed");
@@ -598,6 +645,11 @@ stream_parse(struct stream *sm, enum nat_dir dir, const struct alg *a,
 	d->sent += (uint32_t)used;
 	memmove(d->held, d->held + used, d->nheld - used);
 	d->nheld -= used;
+	/* Given up with bytes held: they go on as they came, now. */
+	if (d->plain && d->nheld > 0) {
+		d->plain = false;
+		stream_degrade(sm, dir, "too much unacknowledged");
+	}
 }
 
 /*
@@ -632,8 +684,11 @@ stream_from_receiver(struct stream *sm, enum nat_dir dir,
 		d->dupacks = 0;
 	d->last_ack = ack;
 	stream_sack(g, d);
-	stream_set32(g->p, 8, stream_t2o(d, ack));
-	stream_acked(d, ack);
+	ack = stream_t2o(d, ack);
+	stream_set32(g->p, 8, ack);
+	if (d->synced && SEQ_LT(d->acked, ack) && SEQ_LEQ(ack, d->nxt))
+		d->acked = ack;
+	stream_acked(d, g->ack);
 }
 
 /*
@@ -653,15 +708,20 @@ stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
 	if (SEQ_LT(seq, d->nxt)) {
 		/* Some or all of it seen before: a retransmission. */
 		stat_inc(STAT_STREAM_RETRANSMITS);
-		if (SEQ_LEQ(seq + (uint32_t)len, d->nxt)) {
+		if (SEQ_LEQ(seq + (uint32_t)len + (fin ? 1 : 0), d->nxt)) {
 			resent = SEQ_LT(seq, d->sent) &&
 			    stream_resend(sm, dir, seq);
 			if (!resent || d->nheld > 0)
-				stream_ack_sender(sm, dir, d->nxt);
+				stream_ack_custody(sm, dir);
 			return;
 		}
-		data += d->nxt - seq;
-		len -= d->nxt - seq;
+		if (SEQ_LEQ(seq + (uint32_t)len, d->nxt)) {
+			data += len;	/* only the FIN is new */
+			len = 0;
+		} else {
+			data += d->nxt - seq;
+			len -= d->nxt - seq;
+		}
 		seq = d->nxt;
 	}
 	if (d->nheld + len > d->cap) {
@@ -675,13 +735,13 @@ stream_data(struct stream *sm, enum nat_dir dir, struct stream_seg *g,
 	d->nheld += len;
 	d->nxt = seq + (uint32_t)len;
 	stream_parse(sm, dir, a, ap, fin);
-	if (d->nheld > 0) {
-		stat_inc(STAT_STREAM_HELD);
-		stream_ack_sender(sm, dir, d->nxt);
-	}
 	if (fin) {
 		d->nxt++;
 		d->sent++;
+	}
+	if (d->nheld > 0) {
+		stat_inc(STAT_STREAM_HELD);
+		stream_ack_custody(sm, dir);
 	}
 }
 
@@ -695,20 +755,38 @@ stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
 {
 	struct stream_dir	*d = &sm->dir[dir];
 	uint32_t		 end = g->seq + (uint32_t)g->len;
+	bool			 rst = (g->flags & TCP_RST) != 0;
 
-	if ((g->flags & (TCP_FIN | TCP_RST)) && d->nheld > 0)
+	/* A FIN past a gap would close before the missing bytes. */
+	if (!d->plain && !rst && (g->flags & TCP_FIN) &&
+	    SEQ_LT(d->nxt, g->seq))
+		return (false);
+	if ((g->flags & TCP_FIN) && !rst && d->nheld > 0)
 		stream_degrade(sm, dir, "closed mid-message");
-	if (d->plain && g->len > 0 && SEQ_LT(g->seq, d->plain_from)) {
-		/* Sent again from before it degraded: what we sent then. */
-		if (!stream_resend(sm, dir, g->seq))
-			stream_ack_sender(sm, dir, d->plain_from);
+	if (d->plain && !rst && g->len > 0 &&
+	    SEQ_LT(g->seq, d->plain_from) && SEQ_LEQ(d->base, g->seq)) {
+		/*
+		 * Sent again from before it degraded: what we sent then,
+		 * and the part after that as it came.
+		 */
+		if (!stream_resend(sm, dir, g->seq) &&
+		    SEQ_LEQ(end, d->plain_from))
+			stream_ack_custody(sm, dir);
+		if (SEQ_LT(d->plain_from, end) || (g->flags & TCP_FIN))
+			stream_send(sm, dir, d->plain_from + (uint32_t)d->delta,
+			    g->data + (d->plain_from - g->seq),
+			    SEQ_LT(d->plain_from, end) ? end - d->plain_from : 0,
+			    (g->flags & TCP_FIN) != 0);
 		return (false);
 	}
 	stream_set32(g->p, 4, stream_o2t(d, g->seq));
 	if (g->flags & TCP_FIN)
 		end++;
-	if (SEQ_LT(d->nxt, end))
-		d->nxt = d->sent = end;
+	/* Only bytes that follow on from what we have move us on. */
+	if (SEQ_LEQ(g->seq, d->nxt) && SEQ_LT(d->nxt, end)) {
+		if (d->nheld == 0)
+			d->nxt = d->sent = end;
+	}
 	return (true);
 }
 
@@ -717,6 +795,7 @@ static void
 stream_reset(struct stream_dir *d)
 {
 	d->synced = d->plain = false;
+	d->base = d->acked = 0;
 	d->delta = 0;
 	d->nheld = d->nhist = 0;
 	d->nunits = d->dupacks = 0;
@@ -804,7 +883,13 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 				stream_reset(&sm->dir[rdir]);
 		}
 		d->synced = true;
-		d->nxt = d->sent = g.seq + 1;
+		d->nxt = d->sent = d->base = d->acked = g.seq + 1;
+		if (g.len > 0) {
+			/* Data on a SYN (TCP Fast Open): not parsed. */
+			stream_degrade(sm, dir, "data on a SYN");
+			d->nxt = d->sent = d->plain_from = g.seq + 1 +
+			    (uint32_t)g.len;
+		}
 		opt = stream_opt(&g, 2, 4);
 		sm->dir[rdir].mss = opt != NULL ?
 		    (uint16_t)(opt[2] << 8 | opt[3]) : 0;
@@ -813,7 +898,7 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 	}
 	if (!d->synced) {
 		d->synced = true;
-		d->nxt = d->sent = g.seq;
+		d->nxt = d->sent = d->base = d->acked = g.seq;
 		sm->dir[rdir].peer_seq = g.seq;
 	}
 	if (!d->plain && a == NULL)
@@ -821,13 +906,14 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 	if (!d->plain && g.len > 0 && d->held == NULL &&
 	    stream_buffers(sm, d) == -1)
 		stream_degrade(sm, dir, "memory limit");
-	if (d->plain || a == NULL || g.len == 0)
+	if (d->plain || a == NULL || g.len == 0 || (g.flags & TCP_RST) ||
+	    SEQ_LT(g.seq, d->base))
 		pass = stream_pass(sm, dir, &g);
 	else if (SEQ_LT(d->nxt, g.seq)) {
 		/* A gap: the helper needs every byte in order. */
 		stat_inc(STAT_STREAM_OUT_OF_ORDER);
 		if (d->nheld > 0)
-			stream_ack_sender(sm, dir, d->nxt);
+			stream_ack_custody(sm, dir);
 		pass = false;
 	} else {
 		stream_data(sm, dir, &g, a, ap);
