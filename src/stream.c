@@ -58,6 +58,8 @@ struct stream_dir {
 	uint32_t	 plain_from;	/* where it degraded */
 	uint32_t	 base;		/* where it was picked up */
 	uint32_t	 acked;		/* original bytes the receiver has */
+	bool		 acked_known;	/* not until it says, if picked up */
+	bool		 picked_up;	/* seen first in mid-stream */
 	uint32_t	 nxt;		/* next original byte expected */
 	uint32_t	 sent;		/* original bytes before it are sent */
 	int32_t		 delta;		/* translated - original, from sent */
@@ -478,9 +480,18 @@ stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
 	u->off = (uint32_t)d->nhist;
 	u->len = (uint32_t)len;
 	u->sent = nat_now();
-	memcpy(d->hist + d->nhist, data, len);
+	if (len > 0)
+		memcpy(d->hist + d->nhist, data, len);
 	d->nhist += len;
 	return (0);
+}
+
+/* Is there room to keep a batch of len bytes? */
+static bool
+stream_room(const struct stream_dir *d, size_t len)
+{
+	return (d->hist != NULL && d->nunits < STREAM_UNITS &&
+	    d->nhist + len <= d->cap);
 }
 
 /* Forget batches the receiver acknowledged (ack: translated). */
@@ -547,7 +558,9 @@ stream_custody(const struct stream_dir *d)
 		if (SEQ_LT(pos, u->oend + (u->fin ? 1 : 0)))
 			pos = u->oend + (u->fin ? 1 : 0);
 	}
-	if (d->nheld > 0 && SEQ_LEQ(d->sent, pos) && SEQ_LT(pos, d->nxt))
+	/* Held bytes, if we could keep them when they go out as they came. */
+	if (d->nheld > 0 && SEQ_LEQ(d->sent, pos) && SEQ_LT(pos, d->nxt) &&
+	    stream_room(d, d->nheld))
 		pos = d->nxt;
 	return (pos);
 }
@@ -556,6 +569,9 @@ stream_custody(const struct stream_dir *d)
 static void
 stream_ack_custody(struct stream *sm, enum nat_dir dir)
 {
+	/* Picked up mid-stream: what came before may not have arrived. */
+	if (!sm->dir[dir].acked_known)
+		return;
 	stream_ack_sender(sm, dir, stream_custody(&sm->dir[dir]));
 }
 
@@ -573,8 +589,11 @@ stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 		    why);
 		stat_inc(STAT_STREAM_DEGRADED);
 	}
+	/* From here on bytes go as they came, at one shift: the held ones too. */
+	if (!d->plain)
+		d->plain_from = d->sent;
 	if (d->nheld > 0) {
-		/* We ACKed them: keep them to send again if lost. */
+		/* We may have ACKed them: keep them to send again if lost. */
 		stream_send(sm, dir, d->sent + (uint32_t)d->delta, d->held,
 		    d->nheld, false);
 		if (stream_keep(d, d->sent, d->sent + (uint32_t)d->nheld,
@@ -584,8 +603,6 @@ stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 		d->sent += (uint32_t)d->nheld;
 		d->nheld = 0;
 	}
-	if (!d->plain)
-		d->plain_from = d->sent;
 	d->plain = true;
 }
 
@@ -630,26 +647,30 @@ stream_parse(struct stream *sm, enum nat_dir dir, const struct alg *a,
 	}
 	if (used == 0 && !fin)
 		return;
-	if (outlen > 0 || fin)
-		stream_send(sm, dir, tseq, st.out, outlen, fin);
-	if ((outlen > 0 || fin) && stream_keep(d, d->sent,
-	    d->sent + (uint32_t)used, tseq, st.out, outlen, fin) == -1) {
+	if (!stream_room(d, outlen)) {
+		/*
+		 * A batch we could not send again must not go out: send
+		 * the bytes as they came instead (the sender can resend
+		 * those), and read no more of this direction.
+		 */
 		stat_inc(STAT_STREAM_LIMIT_BUFFER);
-		log_info("tcp stream: too much unacknowledged, passing the "
-		    "connection unparsed");
-		stat_inc(STAT_STREAM_DEGRADED);
-		d->plain = true;
-		d->plain_from = d->sent + (uint32_t)used;
+		d->plain = false;
+		stream_degrade(sm, dir, "too much unacknowledged");
+		if (fin) {
+			stream_send(sm, dir, d->sent + (uint32_t)d->delta, NULL,
+			    0, true);
+			(void)stream_keep(d, d->sent, d->sent,
+			    d->sent + (uint32_t)d->delta, NULL, 0, true);
+		}
+		return;
 	}
+	stream_send(sm, dir, tseq, st.out, outlen, fin);
+	(void)stream_keep(d, d->sent, d->sent + (uint32_t)used, tseq, st.out,
+	    outlen, fin);
 	d->delta += (int32_t)outlen - (int32_t)used;
 	d->sent += (uint32_t)used;
 	memmove(d->held, d->held + used, d->nheld - used);
 	d->nheld -= used;
-	/* Given up with bytes held: they go on as they came, now. */
-	if (d->plain && d->nheld > 0) {
-		d->plain = false;
-		stream_degrade(sm, dir, "too much unacknowledged");
-	}
 }
 
 /*
@@ -686,8 +707,15 @@ stream_from_receiver(struct stream *sm, enum nat_dir dir,
 	stream_sack(g, d);
 	ack = stream_t2o(d, ack);
 	stream_set32(g->p, 8, ack);
-	if (d->synced && SEQ_LT(d->acked, ack) && SEQ_LEQ(ack, d->nxt))
+	if (!d->synced) {
+		/* Picked up mid-stream: where the receiver is. */
 		d->acked = ack;
+		d->acked_known = true;
+	} else if (SEQ_LEQ(ack, d->nxt) && (d->acked_known ?
+	    SEQ_LT(d->acked, ack) : SEQ_LEQ(d->base, ack))) {
+		d->acked = ack;
+		d->acked_known = true;
+	}
 	stream_acked(d, g->ack);
 }
 
@@ -772,7 +800,8 @@ stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
 		if (!stream_resend(sm, dir, g->seq) &&
 		    SEQ_LEQ(end, d->plain_from))
 			stream_ack_custody(sm, dir);
-		if (SEQ_LT(d->plain_from, end) || (g->flags & TCP_FIN))
+		if (SEQ_LT(d->plain_from, end) || ((g->flags & TCP_FIN) &&
+		    d->plain_from == end))
 			stream_send(sm, dir, d->plain_from + (uint32_t)d->delta,
 			    g->data + (d->plain_from - g->seq),
 			    SEQ_LT(d->plain_from, end) ? end - d->plain_from : 0,
@@ -794,7 +823,7 @@ stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
 static void
 stream_reset(struct stream_dir *d)
 {
-	d->synced = d->plain = false;
+	d->synced = d->plain = d->acked_known = d->picked_up = false;
 	d->base = d->acked = 0;
 	d->delta = 0;
 	d->nheld = d->nhist = 0;
@@ -884,6 +913,7 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		}
 		d->synced = true;
 		d->nxt = d->sent = d->base = d->acked = g.seq + 1;
+		d->acked_known = true;
 		if (g.len > 0) {
 			/* Data on a SYN (TCP Fast Open): not parsed. */
 			stream_degrade(sm, dir, "data on a SYN");
@@ -897,9 +927,35 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		return (true);
 	}
 	if (!d->synced) {
-		d->synced = true;
-		d->nxt = d->sent = d->base = d->acked = g.seq;
-		sm->dir[rdir].peer_seq = g.seq;
+		/*
+		 * Picked up mid-stream (a reload, a limit that let go): parse
+		 * only from where the receiver's ACK says it stands, or bytes
+		 * it already has as they came could come again rewritten.
+		 */
+		if (g.len > 0 && !d->picked_up) {
+			/* What came before went on unparsed: count it once. */
+			d->picked_up = true;
+			log_info("tcp stream: picked up mid-stream");
+			stat_inc(STAT_STREAM_DEGRADED);
+		}
+		if (g.len > 0 && d->acked_known && g.seq == d->acked) {
+			d->synced = true;
+			d->nxt = d->sent = d->base = g.seq;
+			sm->dir[rdir].peer_seq = g.seq;
+		} else if (g.len > 0 && d->acked_known &&
+		    SEQ_LT(d->acked, g.seq) && !(g.flags & TCP_RST)) {
+			/* Past it: the sender sends the bytes before again. */
+			stat_inc(STAT_STREAM_OUT_OF_ORDER);
+			return (false);
+		} else if (g.len > 0 && (!d->acked_known ||
+		    SEQ_LT(d->acked, g.seq + (uint32_t)g.len))) {
+			/* New bytes not read from their start: as they come. */
+			d->synced = d->plain = true;
+			d->plain_from = g.seq;
+			d->nxt = d->sent = d->base = g.seq + (uint32_t)g.len;
+			return (true);
+		} else
+			return (true);	/* no data, or old data */
 	}
 	if (!d->plain && a == NULL)
 		stream_degrade(sm, dir, "the helper let go");
