@@ -808,6 +808,8 @@ stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
 			    (g->flags & TCP_FIN) != 0);
 		return (false);
 	}
+	if (rst && g->len > 0 && !d->plain)
+		stat_inc(STAT_STREAM_DEGRADED);	/* its data goes unparsed */
 	stream_set32(g->p, 4, stream_o2t(d, g->seq));
 	if (g->flags & TCP_FIN)
 		end++;
@@ -942,11 +944,6 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 			d->synced = true;
 			d->nxt = d->sent = d->base = g.seq;
 			sm->dir[rdir].peer_seq = g.seq;
-		} else if (g.len > 0 && d->acked_known &&
-		    SEQ_LT(d->acked, g.seq) && !(g.flags & TCP_RST)) {
-			/* Past it: the sender sends the bytes before again. */
-			stat_inc(STAT_STREAM_OUT_OF_ORDER);
-			return (false);
 		} else if (g.len > 0 && (!d->acked_known ||
 		    SEQ_LT(d->acked, g.seq + (uint32_t)g.len))) {
 			/* New bytes not read from their start: as they come. */
