@@ -59,7 +59,6 @@ struct stream_dir {
 	uint32_t	 base;		/* where it was picked up */
 	uint32_t	 acked;		/* original bytes the receiver has */
 	bool		 acked_known;	/* not until it says, if picked up */
-	bool		 picked_up;	/* seen first in mid-stream */
 	uint32_t	 nxt;		/* next original byte expected */
 	uint32_t	 sent;		/* original bytes before it are sent */
 	int32_t		 delta;		/* translated - original, from sent */
@@ -707,11 +706,7 @@ stream_from_receiver(struct stream *sm, enum nat_dir dir,
 	stream_sack(g, d);
 	ack = stream_t2o(d, ack);
 	stream_set32(g->p, 8, ack);
-	if (!d->synced) {
-		/* Picked up mid-stream: where the receiver is. */
-		d->acked = ack;
-		d->acked_known = true;
-	} else if (SEQ_LEQ(ack, d->nxt) && (d->acked_known ?
+	if (d->synced && SEQ_LEQ(ack, d->nxt) && (d->acked_known ?
 	    SEQ_LT(d->acked, ack) : SEQ_LEQ(d->base, ack))) {
 		d->acked = ack;
 		d->acked_known = true;
@@ -825,7 +820,7 @@ stream_pass(struct stream *sm, enum nat_dir dir, struct stream_seg *g)
 static void
 stream_reset(struct stream_dir *d)
 {
-	d->synced = d->plain = d->acked_known = d->picked_up = false;
+	d->synced = d->plain = d->acked_known = false;
 	d->base = d->acked = 0;
 	d->delta = 0;
 	d->nheld = d->nhist = 0;
@@ -930,29 +925,17 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 	}
 	if (!d->synced) {
 		/*
-		 * Picked up mid-stream (a reload, a limit that let go): parse
-		 * only from where the receiver's ACK says it stands, or bytes
-		 * it already has as they came could come again rewritten.
+		 * Picked up mid-stream (a reload, a limit that let go): bytes
+		 * the receiver may already have as they came (even out of
+		 * order) could come again rewritten, or a FIN move.  So the
+		 * stream goes on as it comes, unparsed, for good.
 		 */
-		if (g.len > 0 && !d->picked_up) {
-			/* What came before went on unparsed: count it once. */
-			d->picked_up = true;
-			log_info("tcp stream: picked up mid-stream");
-			stat_inc(STAT_STREAM_DEGRADED);
-		}
-		if (g.len > 0 && d->acked_known && g.seq == d->acked) {
-			d->synced = true;
-			d->nxt = d->sent = d->base = g.seq;
-			sm->dir[rdir].peer_seq = g.seq;
-		} else if (g.len > 0 && (!d->acked_known ||
-		    SEQ_LT(d->acked, g.seq + (uint32_t)g.len))) {
-			/* New bytes not read from their start: as they come. */
-			d->synced = d->plain = true;
-			d->plain_from = g.seq;
-			d->nxt = d->sent = d->base = g.seq + (uint32_t)g.len;
-			return (true);
-		} else
-			return (true);	/* no data, or old data */
+		log_info("tcp stream: picked up mid-stream, passing it on "
+		    "unparsed");
+		stat_inc(STAT_STREAM_DEGRADED);
+		d->synced = d->plain = true;
+		d->plain_from = d->nxt = d->sent = d->base = g.seq;
+		return (true);
 	}
 	if (!d->plain && a == NULL)
 		stream_degrade(sm, dir, "the helper let go");
