@@ -29,13 +29,13 @@
  */
 
 #define DEFAULT_SEED	0x11a7c0deu
+#define MAXCAP		128
 #include "util.h"
 #define START		10000
 #define PUB		"203.0.113.1"
 #define WAN_MTU		1400
 #define PORT_LO		20000
 #define PORT_HI		20099
-#define MAXCAP		128
 #define TH_FIN		0x01
 #define TH_SYN		0x02
 #define TH_RST		0x04
@@ -45,22 +45,10 @@
 #define ICMP_ECHO	8
 #define ICMP_TIMXCEED	11
 
-/* Packets nat_input() handed to one side. */
-struct capture {
-	uint8_t		 buf[MAXCAP][SIPNAT_MAX_PKT + 1]; /* even rows */
-	size_t		 len[MAXCAP];
-	int		 n;
-	int		 fail;		/* refuse them, as when full */
-};
-
 static struct config	 tc;
 
-static struct capture	*wan, *lan;
 static uint16_t		 ip_id = 1;
 
-static int	capture(struct capture *, const uint8_t *, size_t);
-static int	to_wan(const uint8_t *, size_t);
-static int	to_lan(const uint8_t *, size_t);
 static void	conf_fill(struct config *);
 static void	restart(void);
 static size_t	make_ip(uint8_t *, uint8_t, const char *, const char *,
@@ -80,33 +68,6 @@ static const struct nat_io io = {
 	.to_wan = to_wan,
 	.to_lan = to_lan,
 };
-
-/* Keep a copy of a packet nat_input() sent. */
-static int
-capture(struct capture *c, const uint8_t *buf, size_t len)
-{
-	if (c->fail)
-		return (-1);
-	assert_true(c->n < MAXCAP);
-	assert_true(len <= SIPNAT_MAX_PKT);
-	memcpy(c->buf[c->n], buf, len);
-	c->len[c->n++] = len;
-	return (0);
-}
-
-/* The uplink. */
-static int
-to_wan(const uint8_t *buf, size_t len)
-{
-	return (capture(wan, buf, len));
-}
-
-/* The TUN. */
-static int
-to_lan(const uint8_t *buf, size_t len)
-{
-	return (capture(lan, buf, len));
-}
 
 /* The configuration the tests start from, filled by hand. */
 static void

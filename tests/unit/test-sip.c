@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "alg.h"
+#define MAXCAP		4
 #include "util.h"
 
 /*
@@ -43,7 +44,6 @@
 #define PROVIDER	"198.51.100.10"
 #define SIP_PORT	5060
 #define PUB		"203.0.113.1"
-#define MAXCAP		4
 #define MAXMSG		8192
 
 /* One golden case. */
@@ -51,13 +51,6 @@ struct sip_case {
 	const char	*name;
 	const char	*pre[3];	/* cases sent first, output unchecked */
 	const char	*counter;	/* a helper counter it must bump */
-};
-
-/* Packets nat_input() handed to one side. */
-struct capture {
-	uint8_t		 buf[MAXCAP][SIPNAT_MAX_PKT + 1];
-	size_t		 len[MAXCAP];
-	int		 n;
 };
 
 /* A helper counter looked up through alg_stats(). */
@@ -68,12 +61,8 @@ struct counter_query {
 };
 
 static struct config	 tc;
-static struct capture	*wan, *lan;
 static uint16_t		 ip_id = 1;
 
-static int	capture(struct capture *, const uint8_t *, size_t);
-static int	to_wan(const uint8_t *, size_t);
-static int	to_lan(const uint8_t *, size_t);
 static size_t	make_udp(uint8_t *, const char *, uint16_t, const char *,
 		    uint16_t, const uint8_t *, size_t);
 static void	send_pkt(uint8_t *, size_t);
@@ -118,31 +107,6 @@ static const struct sip_case cases[] = {
 	{ "unparseable", { NULL }, "sip.errors.parse" },
 	{ "keepalive", { NULL }, "sip.keepalives" },
 };
-
-/* Keep a copy of a packet nat_input() sent. */
-static int
-capture(struct capture *c, const uint8_t *buf, size_t len)
-{
-	assert_true(c->n < MAXCAP);
-	assert_true(len <= SIPNAT_MAX_PKT);
-	memcpy(c->buf[c->n], buf, len);
-	c->len[c->n++] = len;
-	return (0);
-}
-
-/* The uplink. */
-static int
-to_wan(const uint8_t *buf, size_t len)
-{
-	return (capture(wan, buf, len));
-}
-
-/* The TUN. */
-static int
-to_lan(const uint8_t *buf, size_t len)
-{
-	return (capture(lan, buf, len));
-}
 
 /* An IPv4/UDP datagram around a payload, both checksums valid. */
 static size_t

@@ -27,9 +27,9 @@
  */
 
 #define DEFAULT_SEED	1u
+#define MAXCAP		64
 #include "util.h"
 #define START		10000
-#define MAXCAP		64
 #define PHONE		"10.0.0.11"
 #define PROV		"198.51.100.10"
 #define PUB		"203.0.113.1"
@@ -40,37 +40,8 @@
 #define TH_ACK		0x10
 #define TH_PSH		0x08
 
-struct capture {
-	uint8_t		 buf[MAXCAP][SIPNAT_MAX_PKT + 1];
-	size_t		 len[MAXCAP];
-	int		 n;
-};
-
 static struct config	 tc;
-static struct capture	*wan, *lan;
 static uint16_t		 pub_port;
-
-/* Keep a copy of a packet nat_input() sent. */
-static int
-capture(struct capture *c, const uint8_t *buf, size_t len)
-{
-	assert_true(c->n < MAXCAP);
-	memcpy(c->buf[c->n], buf, len);
-	c->len[c->n++] = len;
-	return (0);
-}
-
-static int
-to_wan(const uint8_t *buf, size_t len)
-{
-	return (capture(wan, buf, len));
-}
-
-static int
-to_lan(const uint8_t *buf, size_t len)
-{
-	return (capture(lan, buf, len));
-}
 
 static const struct nat_io io = {
 	.to_wan = to_wan,

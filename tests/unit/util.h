@@ -112,4 +112,46 @@ assert_valid(uint8_t *buf, size_t len)
 	assert_int_equal(cksum_l4(&p), 0);
 }
 
+#ifdef MAXCAP
+/*
+ * What the engine sent each way, kept through a struct nat_io: a test
+ * defines MAXCAP (packets a side keeps) before including this.
+ */
+struct capture {
+	uint8_t		 buf[MAXCAP][SIPNAT_MAX_PKT + 1];	/* even rows */
+	size_t		 len[MAXCAP];
+	int		 n;
+	int		 fail;		/* refuse them, as when full */
+};
+
+static struct capture	*wan, *lan;
+
+/* Keep a copy of a packet the engine sent. */
+static inline int
+capture(struct capture *c, const uint8_t *buf, size_t len)
+{
+	if (c->fail)
+		return (-1);
+	assert_true(c->n < MAXCAP);
+	assert_true(len <= SIPNAT_MAX_PKT);
+	memcpy(c->buf[c->n], buf, len);
+	c->len[c->n++] = len;
+	return (0);
+}
+
+/* The uplink. */
+static inline int
+to_wan(const uint8_t *buf, size_t len)
+{
+	return (capture(wan, buf, len));
+}
+
+/* The TUN. */
+static inline int
+to_lan(const uint8_t *buf, size_t len)
+{
+	return (capture(lan, buf, len));
+}
+#endif /* MAXCAP */
+
 #endif /* TEST_UTIL_H */
