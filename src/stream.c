@@ -582,6 +582,7 @@ static void
 stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 {
 	struct stream_dir	*d = &sm->dir[dir];
+	size_t			 keep;
 
 	if (!d->plain) {
 		log_info("tcp stream: %s, passing the connection unparsed",
@@ -592,12 +593,21 @@ stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 	if (!d->plain)
 		d->plain_from = d->sent;
 	if (d->nheld > 0) {
-		/* We may have ACKed them: keep them to send again if lost. */
+		/*
+		 * We may have ACKed them: keep what fits to send again if
+		 * lost.  Our ACKs only covered held bytes there was room to
+		 * keep, so the sender still has any we cannot.
+		 */
+		keep = d->nunits < STREAM_UNITS && d->hist != NULL ?
+		    d->cap - d->nhist : 0;
+		if (keep > d->nheld)
+			keep = d->nheld;
 		stream_send(sm, dir, d->sent + (uint32_t)d->delta, d->held,
 		    d->nheld, false);
-		if (stream_keep(d, d->sent, d->sent + (uint32_t)d->nheld,
-		    d->sent + (uint32_t)d->delta, d->held, d->nheld,
-		    false) == -1)
+		if (keep > 0)
+			(void)stream_keep(d, d->sent, d->sent + (uint32_t)keep,
+			    d->sent + (uint32_t)d->delta, d->held, keep, false);
+		if (keep < d->nheld)
 			stat_inc(STAT_STREAM_LIMIT_BUFFER);
 		d->sent += (uint32_t)d->nheld;
 		d->nheld = 0;

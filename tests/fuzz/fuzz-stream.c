@@ -546,6 +546,8 @@ static struct gauges	 g0;		/* when the gateway came up */
 static void	 check_failed(int, const char *)
 		     __attribute__((noreturn));
 static int64_t	 seq_off(uint32_t, uint32_t);
+static void	 trace(const char *, const struct conn *, int, const uint8_t *,
+		    size_t);
 static bool	 same(const char *, const char *);
 static void	 stream_cb(const char *, uint64_t, void *);
 static void	 gauge_cb(const char *, uint64_t, void *);
@@ -742,6 +744,27 @@ frontier(const struct side *s)
 	return (s->front);
 }
 
+/*
+ * FUZZ_STREAM_TRACE=1: each segment fed in (">", by its sender) and sent
+ * out ("<", by its receiver), numbers relative to the ISNs.
+ */
+static void
+trace(const char *how, const struct conn *c, int side, const uint8_t *buf,
+    size_t len)
+{
+	const uint8_t	*tcp = buf + IP_HDR_MIN;
+	int		 from = *how == '>' ? side : !side;
+
+	if (getenv("FUZZ_STREAM_TRACE") == NULL || len < IP_HDR_MIN + 20)
+		return;
+	fprintf(stderr, "%s conn %d %s seq %lld ack %lld len %zu flags 0x%02x"
+	    " ttl %u\n", how, (int)(c - conns), side == S_PHONE ? "phone" :
+	    "provider", (long long)seq_off(pkt_get32(tcp + 4),
+	    c->s[from].isn + 1), (long long)seq_off(pkt_get32(tcp + 8),
+	    c->s[!from].isn + 1), len - IP_HDR_MIN - (tcp[12] >> 4) * 4,
+	    tcp[13], buf[8]);
+}
+
 /* An ACK a side got: TCP ignores one for what it never sent. */
 static void
 take_ack(struct side *s, int64_t a)
@@ -879,6 +902,7 @@ emitted(int to, const uint8_t *buf, size_t len)
 		c = conn_by_port(p.dport);
 	}
 	CHECK(c != NULL);
+	trace("<", c, to, copy, len);
 	ttl = copy[8];
 	if (ttl == TTL_OWN) {
 		/* Only ever to the side that sent what is being fed. */
@@ -952,6 +976,7 @@ feed(struct conn *c, int side, int64_t o, uint32_t ack, uint8_t flags,
 	cur.c = c;
 	cur.side = side;
 	cur.rst_out = false;
+	trace(">", c, side, pkt, total);
 	nat_input(pkt, total);
 	check_memory();
 }
