@@ -204,6 +204,14 @@ pkt_set_port(struct pkt *p, unsigned off, uint16_t port)
 		cksum_update16(l4sum, htons(old), htons(port));
 		if (p->proto == IPPROTO_UDP && *l4sum == 0)
 			*l4sum = 0xffff;
+		/*
+		 * The update cannot tell a sum of 0xffff from one of zero
+		 * (RFC 1624): it says 0 for both.  Only an ICMP message can
+		 * be all zeros (an echo reply with id 0, sequence 0, no data),
+		 * and its checksum is then 0xffff: count it again.
+		 */
+		if (p->proto == IPPROTO_ICMP && *l4sum == 0)
+			*l4sum = cksum(p->l4, p->l4len, 0);
 	}
 }
 

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,7 +59,7 @@
 #define WAN_MTU		1400
 #define MAX_BUILT	4096
 
-#define CHECK(x)	do { if (!(x)) abort(); } while (0)
+#define CHECK(x)	do { if (!(x)) check_failed(__LINE__, #x, buf, len); } while (0)
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -67,6 +68,8 @@ static struct config	 fconf;
 static uint64_t		 now = 1000;
 static int		 strict;	/* the input had valid checksums */
 static uint8_t		 pkt[SIPNAT_MAX_PKT];
+static uint8_t		 fed[SIPNAT_MAX_PKT];	/* the packet as built */
+static size_t		 fedlen;
 
 static const uint32_t	 remotes[4] = {
 	0xc0000201,		/* 192.0.2.1 */
@@ -75,7 +78,11 @@ static const uint32_t	 remotes[4] = {
 	PUB_ADDR,		/* ourselves: hairpin */
 };
 
+static void	check_failed(int, const char *, const uint8_t *, size_t)
+		    __attribute__((noreturn));
+static void	hex(const char *, const uint8_t *, size_t);
 static void	check_out(const uint8_t *, size_t);
+static void	feed(size_t);
 static int	io_wan(const uint8_t *, size_t);
 static int	io_lan(const uint8_t *, size_t);
 static void	setup(void);
@@ -92,6 +99,32 @@ static const struct nat_io fio = {
 };
 
 /* Checks on a packet the engine sent. */
+/*
+ * A broken check: say which, with the packet fed in and the one sent.
+ * The engine keeps state from earlier inputs, so the crashing input alone
+ * may not fail again: these two lines are what there is to go on.
+ */
+static void
+check_failed(int line, const char *what, const uint8_t *buf, size_t len)
+{
+	fprintf(stderr, "fuzz-nat.c:%d: check failed: %s\n", line, what);
+	hex("fed in", fed, fedlen);
+	hex("sent", buf, len);
+	abort();
+}
+
+/* A packet in hex on one line. */
+static void
+hex(const char *what, const uint8_t *buf, size_t len)
+{
+	size_t	i;
+
+	fprintf(stderr, "%s:", what);
+	for (i = 0; i < len && i < 256; i++)
+		fprintf(stderr, "%s%02x", i % 4 == 0 ? " " : "", buf[i]);
+	fprintf(stderr, "%s\n", len > 256 ? " ..." : "");
+}
+
 static void
 check_out(const uint8_t *buf, size_t len)
 {
@@ -305,6 +338,15 @@ build_l4(uint8_t *buf, uint8_t proto, uint32_t src, uint16_t sport,
 	return (len);
 }
 
+/* Hand the packet built in pkt over, keeping a copy for check_failed(). */
+static void
+feed(size_t len)
+{
+	memcpy(fed, pkt, len);
+	fedlen = len;
+	nat_input(pkt, len);
+}
+
 /* One input: maybe move the clock, build a packet, hand it over. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -323,6 +365,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 		ready = true;
 	}
+	fedlen = 0;
 	if (size < 1)
 		return (0);
 	c = data[0];
@@ -340,7 +383,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mode == 0 || size < 4) {
 		len = size - 1;
 		memcpy(pkt, data + 1, len);
-		nat_input(pkt, len);
+		feed(len);
 		return (0);
 	}
 	host = LAN_NET + 2 + (c >> 6);
@@ -450,6 +493,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	if (len > 0)
-		nat_input(pkt, len);
+		feed(len);
 	return (0);
 }

@@ -511,6 +511,19 @@ test_icmp_rewrite(void **state)
 	assert_int_equal(p.dst, ip("10.0.0.2"));
 	assert_valid(buf, len);
 
+	/*
+	 * A reply that becomes all zeros (inside id 0, sequence 0, no data)
+	 * sums to zero: its checksum is 0xffff, not the 0 an incremental
+	 * update gives.
+	 */
+	len = make_icmp(buf, "192.0.2.1", "203.0.113.1", 0, 0, 0x4e22, 0);
+	pkt_put16(buf + 26, 0);
+	fix_l4(buf);
+	assert_int_equal(pkt_parse(&p, buf, len), PKT_OK);
+	pkt_set_dst(&p, ip("10.0.0.3"), 0);
+	assert_int_equal(pkt_get16(buf + 22), 0xffff);
+	assert_valid(buf, len);
+
 	/* Port unreachable: bytes 4-7 and the ICMP checksum stay. */
 	len = make_icmp(buf, "192.0.2.1", "203.0.113.1", 3, 3, 0x0000, 28);
 	memcpy(save, buf, len);
