@@ -211,6 +211,7 @@ enum counter {
 	STAT_STREAM_RESENT,		/* batches sent again */
 	STAT_STREAM_RETRANSMITS,	/* retransmissions from senders */
 	STAT_STREAM_OUT_OF_ORDER,	/* segments past a gap, dropped */
+	STAT_STREAM_SYN_OPEN,		/* SYNs inside open connections */
 	STAT_STREAM_DEGRADED,		/* directions passed unparsed */
 	STAT_STREAM_LIMIT_BUFFER,
 	STAT_STREAM_LIMIT_MEMORY,
@@ -490,6 +491,7 @@ struct nat_session *nat_session_create(struct nat_mapping *, uint32_t,
 		     uint16_t, enum nat_refusal *);
 void		 nat_session_touch(struct nat_session *, enum nat_dir, size_t);
 void		 nat_session_tcp(struct nat_session *, enum nat_dir, uint8_t);
+bool		 nat_session_tcp_open(const struct nat_session *);
 void		 nat_session_remove(struct nat_session *);
 unsigned	 nat_table_expire(uint64_t);
 uint64_t	 nat_now(void);

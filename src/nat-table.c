@@ -931,6 +931,13 @@ nat_session_tcp(struct nat_session *s, enum nat_dir dir, uint8_t flags)
 		timer_add(&t.wheel, &s->timer, s->last + session_timeout(s));
 }
 
+/* Is the connection open: handshake done, neither closed nor reset? */
+bool
+nat_session_tcp_open(const struct nat_session *s)
+{
+	return (s->tcp_state == TCP_ESTABLISHED || s->tcp_state == TCP_FIN);
+}
+
 /* Expire what is due; returns how many timers fired. */
 unsigned
 nat_table_expire(uint64_t now)

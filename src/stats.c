@@ -63,6 +63,7 @@ static const char *stat_names[STAT_MAX] = {
 	[STAT_STREAM_RESENT] = "tcp_stream.resent",
 	[STAT_STREAM_RETRANSMITS] = "tcp_stream.retransmits_seen",
 	[STAT_STREAM_OUT_OF_ORDER] = "tcp_stream.out_of_order",
+	[STAT_STREAM_SYN_OPEN] = "tcp_stream.syn_in_open",
 	[STAT_STREAM_DEGRADED] = "tcp_stream.degraded",
 	[STAT_STREAM_LIMIT_BUFFER] = "tcp_stream.limit.buffer",
 	[STAT_STREAM_LIMIT_MEMORY] = "tcp_stream.limit.memory",

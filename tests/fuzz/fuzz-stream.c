@@ -109,7 +109,8 @@
  *     the phone's stream no longer names 10.0.0.11 and the provider's no
  *     longer names 203.0.113.1.
  * What the harness cannot follow turns checks of a direction off: a SYN
- * in the middle of a connection (the gateway starts afresh), an RST,
+ * in the middle of a connection (passed on as it is while the connection
+ * is open, a fresh start once it is closed), an RST,
  * sessions expiring, a provider that never sent its SYN-ACK; a receiver
  * that acknowledged what it did not have turns off the checks after
  * closing.
@@ -1529,9 +1530,11 @@ chaos_record(const uint8_t *r)
 	}
 	if (flags & TH_SYN) {
 		/*
-		 * A SYN again: harmless as the first one, unchanged; else a
-		 * new connection on the same ports, which starts the
-		 * gateway's state afresh (both ways if it has no ACK).
+		 * A SYN again: harmless as the first one, unchanged; else
+		 * passed on as it came while the connection is open, or a
+		 * new connection on the same ports once it is closed, which
+		 * starts the gateway's state afresh (both ways if it has no
+		 * ACK).
 		 */
 		if (far || o != 0 || s->smax > 0 || s->fin_sent || len > 0)
 			c->taint[0] = c->taint[1] = true;

@@ -37,6 +37,7 @@
 #define ISN_R		5000u		/* the provider's */
 #define TH_FIN		0x01
 #define TH_SYN		0x02
+#define TH_RST		0x04
 #define TH_ACK		0x10
 #define TH_PSH		0x08
 
@@ -540,6 +541,73 @@ test_not_sip(void **state)
 	assert_memory_equal(got, m, l);
 }
 
+/*
+ * A SYN inside an open connection (forged, or late) leaves the stream as
+ * it is: it goes on to the endpoint, which answers it with an ACK (RFC
+ * 5961), and the next message is still rewritten at the shifted numbers.
+ */
+static void
+test_syn_in_open(void **state)
+{
+	char		m1[2048], m2[2048], e1[2048], e2[2048];
+	uint8_t		got[8192];
+	size_t		l1 = request(m1, 1, 0), l2 = request(m2, 2, 0);
+	size_t		x1 = rewritten(m1, e1), x2 = rewritten(m2, e2);
+
+	phone(ISN_P + 1, ISN_R + 1, TH_ACK | TH_PSH, m1, l1);
+	assert_int_equal(collect(wan, 0, ISN_P + 1, got), x1);
+	prov(ISN_R + 1, ISN_P + 1 + (uint32_t)x1, TH_ACK, NULL, 0, NULL, 0);
+
+	/* A SYN from "the provider" with another ISN, and one from the phone. */
+	wan->n = lan->n = 0;
+	prov(77777, 0, TH_SYN, NULL, 0, NULL, 0);
+	assert_int_equal(lan->n, 1);
+	assert_int_equal(SEG_FLAGS(lan, 0), TH_SYN);
+	assert_int_equal(SEG_SEQ(lan, 0), 77777);
+	phone(ISN_P, 0, TH_SYN, NULL, 0);
+	assert_int_equal(wan->n, 1);
+
+	/* The connection goes on where it was. */
+	wan->n = lan->n = 0;
+	phone(ISN_P + 1 + (uint32_t)l1, ISN_R + 1, TH_ACK | TH_PSH, m2, l2);
+	assert_int_equal(collect(wan, 0, ISN_P + 1 + (uint32_t)x1, got), x2);
+	assert_memory_equal(got, e2, x2);
+	prov(ISN_R + 1, ISN_P + 1 + (uint32_t)(x1 + x2), TH_ACK, NULL, 0,
+	    NULL, 0);
+	assert_int_equal(lan->n, 1);
+	assert_int_equal(SEG_ACK(lan, 0), ISN_P + 1 + l1 + l2);
+	assert_int_equal(stat("tcp_stream.degraded"), 0);
+	assert_int_equal(stat("tcp_stream.syn_in_open"), 2);
+}
+
+/*
+ * After an RST the connection is closed: a SYN on the same ports starts
+ * a new one, read from its first byte with no shift from the old one.
+ */
+static void
+test_syn_after_rst(void **state)
+{
+	static const uint8_t	mss[] = { 2, 4, 0x05, 0xb4 };
+	char			m1[2048], e1[2048];
+	uint8_t			got[8192];
+	size_t			l1 = request(m1, 1, 0);
+	size_t			x1 = rewritten(m1, e1);
+	uint32_t		isn = 900000;
+
+	phone(ISN_P + 1, ISN_R + 1, TH_ACK | TH_PSH, m1, l1);
+	prov(ISN_R + 1, ISN_P + 1 + (uint32_t)x1, TH_ACK, NULL, 0, NULL, 0);
+	phone(ISN_P + 1 + (uint32_t)l1, 0, TH_RST, NULL, 0);
+
+	wan->n = lan->n = 0;
+	phone(isn, 0, TH_SYN, NULL, 0);
+	prov(ISN_R + 100000, isn + 1, TH_SYN | TH_ACK, mss, sizeof mss, NULL,
+	    0);
+	phone(isn + 1, ISN_R + 100001, TH_ACK | TH_PSH, m1, l1);
+	assert_int_equal(collect(wan, 0, isn + 1, got), x1);
+	assert_memory_equal(got, e1, x1);
+	assert_int_equal(stat("tcp_stream.syn_in_open"), 0);
+}
+
 int
 main(void)
 {
@@ -555,6 +623,8 @@ main(void)
 		T(test_out_of_order),
 		T(test_degrade),
 		T(test_not_sip),
+		T(test_syn_in_open),
+		T(test_syn_after_rst),
 #undef T
 	};
 
