@@ -4,13 +4,16 @@ provider that play the same fixed series of steps over one connection and
 check every byte that arrives.
 
   provider --bind A:P --private A:P [--dir D] [--timeout S]
+           [--forge-syn-after STEP]
            take one connection; print "public IP:PORT" (the peer, as
            accept() gives it); for each step read its requests and check
            each is byte for byte the phone's request with the --private
            A:P (the phone's address and port, as its Via and Contact name
            them) turned into that public IP:PORT; answer each step as the
-           step says, with responses built from what arrived; then wait
-           for the phone's FIN and send its own
+           step says, with responses built from what arrived (after STEP,
+           also send a SYN with a random ISN on the connection's ports
+           from a raw socket, as a forger would); then wait for the
+           phone's FIN and send its own
   phone    --bind A:P --to A:P [--dir D] [--timeout S] [--pause S]
            connect from --bind (its Via and Contact name it); for each
            step send its requests as the step says and check each
@@ -348,6 +351,31 @@ def finish(sock, reader, v, timeout, first):
     return None
 
 
+def checksum(data):
+    """The Internet checksum (RFC 1071) of data."""
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def forge_syn(src, dst):
+    """A SYN from src to dst with a random ISN, sent from a raw socket: the
+    kernel's own connection on those ports knows nothing of it."""
+    isn = struct.unpack("!I", os.urandom(4))[0]
+    hdr = struct.pack("!HHIIBBHHH", src[1], dst[1], isn, 0, 5 << 4, 0x02,
+                      65535, 0, 0)
+    pseudo = (socket.inet_aton(src[0]) + socket.inet_aton(dst[0])
+              + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(hdr)))
+    hdr = hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    r.bind((src[0], 0))
+    r.sendto(hdr, (dst[0], 0))
+    r.close()
+
+
 def provider(a):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -390,6 +418,9 @@ def provider(a):
                   " of %d bytes" % (st.name, len(resps),
                                     time.monotonic() - t0, st.answer, k,
                                     sum(map(len, resps))), flush=True)
+            if st.name == a.forge_syn_after:
+                forge_syn(addr(a.bind), peer)
+                print("forged SYN sent to %s" % public, flush=True)
         why = finish(c, rd, v, a.timeout, first=False)
     except Stalled as e:
         return v.end(None, "stalled: %s" % e)
@@ -483,6 +514,7 @@ def main():
     p.add_argument("--dir")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--pause", type=float, default=0.002)
+    p.add_argument("--forge-syn-after", metavar="STEP")
     p.add_argument("--sent")
     p.add_argument("--got")
     p.add_argument("--prefix", choices=["req", "resp"])

@@ -30,6 +30,10 @@
 #               sipnatd must send the batch again; its 3.3 KB "202
 #               Accepted" likewise loses its rewritten first segment in
 #               lan1.
+# After answering "pair", the provider also sends a SYN with a random ISN
+# on the connection's ports from a raw socket (a forger who knows them):
+# it must reach the phone (whose kernel answers it with an ACK, RFC 5961)
+# and change nothing for the connection.
 # No message names the phone's address but in Via and Contact.
 # Asserts:
 #   - the provider gets the connection from 203.0.113.1 (a public port);
@@ -52,8 +56,10 @@
 #   - the INFO left the phone exactly twice (once lost in gw): the
 #     provider's ACK of it reached the phone although it rode on segments
 #     of the answer that sipnatd held.
+#   - the forged SYN reached the phone (one SYN without ACK in lan1).
 # With sipnatd: tcp_stream.messages grew by 22 (11 requests, 11
-# responses), tcp_stream.acks_sent > 0 (sipnatd acknowledged held bytes
+# responses), tcp_stream.syn_in_open by 1 (the forged SYN left the stream
+# as it was), tcp_stream.acks_sent > 0 (sipnatd acknowledged held bytes
 # itself), tcp_stream.resent > 0, tcp_stream.out_of_order > 0,
 # tcp_stream.degraded did not grow, sip.messages.rewritten grew by at
 # least 22; sipnatd exits cleanly (no sanitizer report).
@@ -189,11 +195,13 @@ table ip $NFT {
 	counter rst { }
 	counter one_byte { }
 	counter info_out { }
+	counter syn_in { }
 	chain pre {
 		type filter hook prerouting priority -300; policy accept;
 		iifname "eth0" jump c-lost_202
 		iifname "eth0" jump c-lost_202_big
 		ip protocol tcp tcp flags & rst != 0 counter name "rst"
+		ip protocol tcp tcp flags & (syn | ack) == syn counter name "syn_in"
 	}
 	chain out {
 		type filter hook output priority -300; policy accept;
@@ -211,7 +219,8 @@ declare -A S=()
 if e2e_is_sipnatd; then
 	for k in tcp_stream.messages tcp_stream.acks_sent tcp_stream.resent \
 	    tcp_stream.degraded tcp_stream.out_of_order \
-	    tcp_stream.retransmits_seen sip.messages.rewritten; do
+	    tcp_stream.retransmits_seen tcp_stream.syn_in_open \
+	    sip.messages.rewritten; do
 		S[$k]=$(stat "$k")
 	done
 fi
@@ -226,7 +235,8 @@ if [ "${E2E_CAPTURE:-0}" = 1 ]; then
 	sleep 1
 fi
 e2e_bg wan1 "$E2E_TMP/prov.log" "$E2E_PYTHON" "$SIPTCP" provider \
-    --bind "$WAN1:5060" --private "$LAN1:$PORT" --dir "$PROVDIR"
+    --bind "$WAN1:5060" --private "$LAN1:$PORT" --dir "$PROVDIR" \
+    --forge-syn-after pair
 PROV=$E2E_LAST_PID
 e2e_wait_for 5 grep -q ready "$E2E_TMP/prov.log" ||
     fail "the provider did not start in wan1"
@@ -310,6 +320,9 @@ rv=$(awk '/^closed:/ { print $NF }' "$E2E_TMP/prov.log")
 n4=$(nft_count lan1 info_out)
 [ "${n4:-0}" -le 2 ] ||
     fail "the phone sent the INFO $n4 times, not 2: the provider's ACK of it rode on held bytes of its answer and did not reach the phone until the phone sent it again"
+n5=$(nft_count lan1 syn_in)
+[ "${n5:-0}" = 1 ] ||
+    fail "the phone got ${n5:-0} SYNs without ACK, not 1: the forged SYN did not reach it"
 e2e_log "one byte a segment: $n from the phone ($want bytes), $n2 from the provider ($want2 bytes); one segment dropped by each of the 7 rules; retransmits: phone $rp, provider $rv; no RST"
 
 # --- sipnatd's counters
@@ -328,6 +341,9 @@ if e2e_is_sipnatd; then
 	    fail "tcp_stream.resent did not grow: the lost rewritten segments were not sent again by sipnatd"
 	[ "$(stat tcp_stream.out_of_order)" -gt "${S[tcp_stream.out_of_order]}" ] ||
 	    fail "tcp_stream.out_of_order did not grow: sipnatd never saw the segments after a lost one"
+	n=$(($(stat tcp_stream.syn_in_open) - ${S[tcp_stream.syn_in_open]}))
+	[ "$n" = 1 ] ||
+	    fail "tcp_stream.syn_in_open grew by $n, not 1 (the forged SYN)"
 	[ "$(stat tcp_stream.degraded)" = "${S[tcp_stream.degraded]}" ] ||
 	    fail "tcp_stream.degraded grew: the connection was passed unparsed"
 	n=$(($(stat sip.messages.rewritten) - ${S[sip.messages.rewritten]}))
@@ -339,4 +355,4 @@ e2e_stop_sipnatd || fail "sipnatd did not exit cleanly"
 if grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$E2E_LOG"; then
 	fail "sanitizer report in $E2E_LOG"
 fi
-pass "SIP over TCP a byte at a time, two to a segment, lost and re-cut: every byte as it should be"
+pass "SIP over TCP a byte at a time, two to a segment, lost and re-cut, and a forged SYN: every byte as it should be"
