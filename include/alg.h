@@ -31,6 +31,12 @@ struct alg_cmd {
 	void		(*exec)(int, char **, bool, struct evbuffer *);
 };
 
+/*
+ * A helper's statistic, by name: a counter (only ever grows), or a gauge
+ * (a level, such as open dialogs), which the metrics type apart.
+ */
+typedef void	(*alg_stat_cb)(const char *, uint64_t, bool, void *);
+
 struct alg {
 	const char	*name;
 	/* Cheap: ports only.  Called for every packet of its protocol. */
@@ -63,9 +69,8 @@ struct alg {
 	void		(*shutdown)(void);
 	/* Optional: labelled series for the metrics endpoint. */
 	void		(*metrics)(struct evbuffer *);
-	/* Counters, shown by sipnatctl stats: name and value pairs. */
-	void		(*stats)(void (*)(const char *, uint64_t, void *),
-			    void *);
+	/* Counters and gauges, for sipnatctl stats and the metrics. */
+	void		(*stats)(alg_stat_cb, void *);
 	const struct alg_cmd *cmds;	/* ends with a NULL name */
 };
 
@@ -78,7 +83,7 @@ void		 alg_metrics(struct evbuffer *);
 int		 alg_capture(const char *, const char *, capture_filter_cb *,
 		     void **, void (**)(void *));
 void		 alg_shutdown(void);
-void		 alg_stats(void (*)(const char *, uint64_t, void *), void *);
+void		 alg_stats(alg_stat_cb, void *);
 const struct alg_cmd *alg_cmd_find(const char *);
 void		 alg_cmd_foreach(void (*)(const struct alg_cmd *, void *),
 		     void *);
@@ -103,7 +108,7 @@ struct stream_io {
 void		 stream_configure(size_t, size_t, const struct stream_io *);
 bool		 stream_segment(struct alg_pkt *, const struct alg *);
 void		 stream_tick(uint64_t);
-void		 stream_stats(void (*)(const char *, uint64_t, void *), void *);
+void		 stream_stats(alg_stat_cb, void *);
 
 /* alg-sip.c */
 extern const struct alg alg_sip;

@@ -1912,14 +1912,14 @@ sip_shutdown(void)
 
 /* Counters and gauges for sipnatctl stats. */
 static void
-sip_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
+sip_stats(alg_stat_cb cb, void *arg)
 {
 	int	i;
 
 	for (i = 0; i < SIP_COUNTER_MAX; i++)
-		cb(sip_counter_names[i], sip.counters[i], arg);
-	cb("sip.dialogs", sip.ndialogs, arg);
-	cb("sip.registrations", sip.nregs, arg);
+		cb(sip_counter_names[i], sip.counters[i], false, arg);
+	cb("sip.dialogs", sip.ndialogs, true, arg);
+	cb("sip.registrations", sip.nregs, true, arg);
 }
 
 /* Append a JSON string (Call-IDs and URIs come from the network). */

@@ -101,7 +101,7 @@ alg_shutdown(void)
 
 /* Every helper's counters. */
 void
-alg_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
+alg_stats(alg_stat_cb cb, void *arg)
 {
 	const struct alg	**a;
 

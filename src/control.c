@@ -398,7 +398,8 @@ control_stats_add(struct control_req *req, const char *name, uint64_t value,
 
 /* A helper's counter for the stats command. */
 static void
-control_stats_alg_cb(const char *name, uint64_t value, void *arg)
+control_stats_alg_cb(const char *name, uint64_t value, bool gauge,
+    void *arg)
 {
 	control_stats_add(arg, name, value, false);
 }

@@ -50,14 +50,11 @@ metrics_sample(struct evbuffer *out, const char *name, const char *type,
 	    strcmp(type, "counter") == 0 ? "_total" : "", value);
 }
 
-/*
- * A helper's value: its counters and gauges come through one callback,
- * so they are "untyped" to Prometheus.
- */
+/* A helper's counter or gauge. */
 static void
-metrics_alg_cb(const char *name, uint64_t value, void *arg)
+metrics_alg_cb(const char *name, uint64_t value, bool gauge, void *arg)
 {
-	metrics_sample(arg, name, "untyped", value);
+	metrics_sample(arg, name, gauge ? "gauge" : "counter", value);
 }
 
 /* Render everything into out. */

@@ -1010,8 +1010,8 @@ stream_tick(uint64_t now)
 
 /* Gauges for sipnatctl stats (the counters are in stats[]). */
 void
-stream_stats(void (*cb)(const char *, uint64_t, void *), void *arg)
+stream_stats(alg_stat_cb cb, void *arg)
 {
-	cb("tcp_stream.open", st.count, arg);
-	cb("tcp_stream.memory", st.used, arg);
+	cb("tcp_stream.open", st.count, true, arg);
+	cb("tcp_stream.memory", st.used, true, arg);
 }

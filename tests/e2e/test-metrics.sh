@@ -14,7 +14,9 @@
 #    series twice, a newline at the end;
 #  - sipnat_sessions is a gauge, sipnat_drops_total a counter with one
 #    sample per reason, the reasons those of sipnatctl stats' drop.* keys;
-#    sipnat_sip_alarms_one_way_audio is there;
+#    the SIP helper's values are typed too: the counter
+#    sipnat_sip_alarms_one_way_audio_total, the gauges sipnat_sip_dialogs
+#    and sipnat_tcp_stream_open;
 #  - before the call sipnat_sip_dialogs is 0 and the per-call families
 #    (sipnat_rtp_packets, _lost, _jitter_seconds, _one_way_alarm) have no
 #    series;
@@ -287,8 +289,13 @@ want=$(e2e_ctl stats | awk '$1 ~ /^drop\./ { sub(/^drop\./, "", $1); print $1 }'
 	diff <(echo "$want") <(echo "$reasons")
 	fail "sipnat_drops_total's reasons are not sipnatctl stats' drop.* (above: < stats, > metrics)"
 }
-[ -n "$(val idle 'sipnat_sip_alarms_one_way_audio{}')" ] ||
-    fail "no sipnat_sip_alarms_one_way_audio"
+[ -n "$(val idle 'sipnat_sip_alarms_one_way_audio_total{}')" ] ||
+    fail "no sipnat_sip_alarms_one_way_audio_total"
+for f in sipnat_sip_alarms_one_way_audio_total:counter \
+    sipnat_sip_dialogs:gauge sipnat_tcp_stream_open:gauge; do
+	[ "$(type_of idle "${f%:*}")" = "${f#*:}" ] ||
+	    fail "${f%:*} is '$(type_of idle "${f%:*}")', not a ${f#*:}"
+done
 [ "$(val idle 'sipnat_sip_dialogs{}')" = 0 ] ||
     fail "before the call sipnat_sip_dialogs is '$(val idle 'sipnat_sip_dialogs{}')'"
 for f in sipnat_rtp_packets sipnat_rtp_lost sipnat_rtp_jitter_seconds \

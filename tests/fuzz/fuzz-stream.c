@@ -550,8 +550,8 @@ static int64_t	 seq_off(uint32_t, uint32_t);
 static void	 trace(const char *, const struct conn *, int, const uint8_t *,
 		    size_t);
 static bool	 same(const char *, const char *);
-static void	 stream_cb(const char *, uint64_t, void *);
-static void	 gauge_cb(const char *, uint64_t, void *);
+static void	 stream_cb(const char *, uint64_t, bool, void *);
+static void	 gauge_cb(const char *, uint64_t, bool, void *);
 static void	 gauges_read(struct gauges *);
 static void	 check_memory(void);
 static struct conn *conn_by_pub(uint16_t);
@@ -651,7 +651,7 @@ same(const char *name, const char *str)
 
 /* Take the stream gauges. */
 static void
-stream_cb(const char *name, uint64_t v, void *arg)
+stream_cb(const char *name, uint64_t v, bool gauge, void *arg)
 {
 	struct gauges	*g = arg;
 
@@ -663,12 +663,12 @@ stream_cb(const char *name, uint64_t v, void *arg)
 
 /* Take the gauges and the helper's counters the checks need. */
 static void
-gauge_cb(const char *name, uint64_t v, void *arg)
+gauge_cb(const char *name, uint64_t v, bool gauge, void *arg)
 {
 	struct gauges	*g = arg;
 
 	if (*name == 't')
-		stream_cb(name, v, arg);
+		stream_cb(name, v, gauge, arg);
 	else if (same(name, "sip.messages.rewritten"))
 		g->rewritten = v;
 	else if (same(name, "sip.errors.dropped"))

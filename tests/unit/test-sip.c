@@ -72,7 +72,7 @@ static char	*case_path(const char *, const char *);
 static size_t	case_read(const char *, const char *, uint8_t *);
 static void	case_write_got(const char *, const uint8_t *, size_t);
 static size_t	expand(const uint8_t *, size_t, uint8_t *, size_t);
-static void	counter_cb(const char *, uint64_t, void *);
+static void	counter_cb(const char *, uint64_t, bool, void *);
 static uint64_t	counter(const char *);
 static void	print_payload(const char *, const uint8_t *, size_t);
 static void	assert_payload(const char *, const uint8_t *, size_t,
@@ -279,7 +279,7 @@ expand(const uint8_t *in, size_t len, uint8_t *out, size_t size)
 
 /* alg_stats() callback: pick one counter. */
 static void
-counter_cb(const char *name, uint64_t value, void *arg)
+counter_cb(const char *name, uint64_t value, bool gauge, void *arg)
 {
 	struct counter_query	*q = arg;
 

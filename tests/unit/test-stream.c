@@ -214,7 +214,7 @@ static uint64_t	stat_value;
 static const char *stat_want;
 
 static void
-stat_cb(const char *name, uint64_t v, void *arg)
+stat_cb(const char *name, uint64_t v, bool gauge, void *arg)
 {
 	if (strcmp(name, stat_want) == 0)
 		stat_value = v;
