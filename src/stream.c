@@ -908,21 +908,22 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 	rdir = dir == DIR_OUT ? DIR_IN : DIR_OUT;
 	d = &sm->dir[dir];
 	stream_seg_read(&g, ap->p);
+	if ((g.flags & TCP_SYN) && d->synced && nat_session_tcp_open(s)) {
+		/*
+		 * A SYN inside an open connection, sent again or with another
+		 * ISN: not a new connection, and maybe forged, so nothing of
+		 * it is taken (numbers, window, headers to build on).  The
+		 * endpoint answers it with an ACK (RFC 5961 4.2); a peer that
+		 * really started over then resets the old connection, and its
+		 * next SYN finds it closed.
+		 */
+		stat_inc(STAT_STREAM_SYN_OPEN);
+		return (true);
+	}
 	stream_from_receiver(sm, rdir, &g);
 	stream_template(d, &g);
 
 	if (g.flags & TCP_SYN) {
-		if (d->synced && nat_session_tcp_open(s)) {
-			/*
-			 * A SYN inside an open connection, sent again or with
-			 * another ISN: not a new connection, and maybe forged.
-			 * The endpoint answers it with an ACK (RFC 5961 4.2);
-			 * a peer that really started over then resets the old
-			 * connection, and its next SYN finds it closed.
-			 */
-			stat_inc(STAT_STREAM_SYN_OPEN);
-			return (true);
-		}
 		/* A new connection on the same ports starts afresh. */
 		if (d->synced && d->nxt != g.seq + 1) {
 			stream_reset(d);

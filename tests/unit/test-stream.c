@@ -544,7 +544,9 @@ test_not_sip(void **state)
 /*
  * A SYN inside an open connection (forged, or late) leaves the stream as
  * it is: it goes on to the endpoint, which answers it with an ACK (RFC
- * 5961), and the next message is still rewritten at the shifted numbers.
+ * 5961); a batch sent again after it is built as before (ACK flag and
+ * number), and the next message is still rewritten at the shifted
+ * numbers.
  */
 static void
 test_syn_in_open(void **state)
@@ -553,19 +555,34 @@ test_syn_in_open(void **state)
 	uint8_t		got[8192];
 	size_t		l1 = request(m1, 1, 0), l2 = request(m2, 2, 0);
 	size_t		x1 = rewritten(m1, e1), x2 = rewritten(m2, e2);
+	int		i;
 
 	phone(ISN_P + 1, ISN_R + 1, TH_ACK | TH_PSH, m1, l1);
 	assert_int_equal(collect(wan, 0, ISN_P + 1, got), x1);
+
+	/* A SYN from the phone's side, a late copy of its first one. */
+	wan->n = 0;
+	phone(ISN_P, 0, TH_SYN, NULL, 0);
+	assert_int_equal(wan->n, 1);
+	assert_int_equal(SEG_FLAGS(wan, 0), TH_SYN);
+	/* Not acknowledged yet: the batch goes again, built as before. */
+	wan->n = 0;
+	nat_set_now(START + 2);
+	nat_tick(START + 2);
+	assert_int_equal(collect(wan, 0, ISN_P + 1, got), x1);
+	assert_memory_equal(got, e1, x1);
+	for (i = 0; i < wan->n; i++) {
+		assert_true(SEG_FLAGS(wan, i) & TH_ACK);
+		assert_int_equal(SEG_ACK(wan, i), ISN_R + 1);
+	}
 	prov(ISN_R + 1, ISN_P + 1 + (uint32_t)x1, TH_ACK, NULL, 0, NULL, 0);
 
-	/* A SYN from "the provider" with another ISN, and one from the phone. */
-	wan->n = lan->n = 0;
+	/* One from "the provider" with another ISN. */
+	lan->n = 0;
 	prov(77777, 0, TH_SYN, NULL, 0, NULL, 0);
 	assert_int_equal(lan->n, 1);
 	assert_int_equal(SEG_FLAGS(lan, 0), TH_SYN);
 	assert_int_equal(SEG_SEQ(lan, 0), 77777);
-	phone(ISN_P, 0, TH_SYN, NULL, 0);
-	assert_int_equal(wan->n, 1);
 
 	/* The connection goes on where it was. */
 	wan->n = lan->n = 0;
