@@ -493,15 +493,19 @@ stream_room(const struct stream_dir *d, size_t len)
 	    d->nhist + len <= d->cap);
 }
 
-/* Forget batches the receiver acknowledged (ack: translated). */
+/*
+ * Forget batches the receiver acknowledged (ack: translated), the FIN
+ * that ends one included: a batch of nothing but a FIN (a message the
+ * helper dropped) is acknowledged only past it.
+ */
 static void
 stream_acked(struct stream_dir *d, uint32_t ack)
 {
 	unsigned	i, n = 0;
 	uint32_t	drop;
 
-	while (n < d->nunits &&
-	    SEQ_LEQ(d->units[n].tseq + d->units[n].len, ack))
+	while (n < d->nunits && SEQ_LEQ(d->units[n].tseq + d->units[n].len +
+	    (d->units[n].fin ? 1 : 0), ack))
 		n++;
 	if (n == 0)
 		return;
@@ -912,11 +916,14 @@ stream_segment(struct alg_pkt *ap, const struct alg *a)
 		/*
 		 * A SYN inside an open connection, sent again or with another
 		 * ISN: not a new connection, and maybe forged, so nothing of
-		 * it is taken (numbers, window, headers to build on).  The
+		 * it is taken (numbers, window, headers to build on); only its
+		 * ACK is put in the receiver's numbers, like any.  The
 		 * endpoint answers it with an ACK (RFC 5961 4.2); a peer that
 		 * really started over then resets the old connection, and its
 		 * next SYN finds it closed.
 		 */
+		if (g.flags & TCP_ACK)
+			stream_set32(g.p, 8, stream_t2o(&sm->dir[rdir], g.ack));
 		stat_inc(STAT_STREAM_SYN_OPEN);
 		return (true);
 	}

@@ -598,6 +598,46 @@ test_syn_in_open(void **state)
 }
 
 /*
+ * A message the helper drops (sip.on_error = drop), then the phone's FIN:
+ * the provider gets the FIN alone, and it is sent again until the
+ * provider acknowledges it, not forgotten at an ACK of the bytes before.
+ */
+static void
+test_fin_after_drop(void **state)
+{
+	static const char	bad[] = "OPTIONS sip:p@" PROV " SIP/2.0\r\n"
+				    "Content-Length: 0\r\n\r\n";
+	size_t			l = sizeof bad - 1;
+
+	tc.sip_drop_errors = true;
+	assert_int_equal(alg_configure(&tc, NULL), 0);
+	phone(ISN_P + 1, ISN_R + 1, TH_ACK | TH_PSH | TH_FIN, bad, l);
+	assert_int_equal(wan->n, 1);
+	assert_int_equal(SEG_DLEN(wan, 0), 0);
+	assert_true(SEG_FLAGS(wan, 0) & TH_FIN);
+	assert_int_equal(SEG_SEQ(wan, 0), ISN_P + 1);
+	assert_int_equal(stat("sip.errors.dropped"), 1);
+
+	/* An ACK of the bytes before it only: the FIN goes again. */
+	prov(ISN_R + 1, ISN_P + 1, TH_ACK, NULL, 0, NULL, 0);
+	wan->n = 0;
+	nat_set_now(START + 2);
+	nat_tick(START + 2);
+	assert_int_equal(wan->n, 1);
+	assert_true(SEG_FLAGS(wan, 0) & TH_FIN);
+	assert_int_equal(SEG_SEQ(wan, 0), ISN_P + 1);
+
+	/* Acknowledged: the phone sees its FIN taken, nothing goes again. */
+	lan->n = wan->n = 0;
+	prov(ISN_R + 1, ISN_P + 2, TH_ACK, NULL, 0, NULL, 0);
+	assert_int_equal(lan->n, 1);
+	assert_int_equal(SEG_ACK(lan, 0), ISN_P + 1 + l + 1);
+	nat_set_now(START + 4);
+	nat_tick(START + 4);
+	assert_int_equal(wan->n, 0);
+}
+
+/*
  * After an RST the connection is closed: a SYN on the same ports starts
  * a new one, read from its first byte with no shift from the old one.
  */
@@ -642,6 +682,7 @@ main(void)
 		T(test_not_sip),
 		T(test_syn_in_open),
 		T(test_syn_after_rst),
+		T(test_fin_after_drop),
 #undef T
 	};
 
