@@ -246,7 +246,9 @@ stream_o2t(const struct stream_dir *d, uint32_t seq)
 /*
  * An acknowledgement from the receiver (translated space) as the sender
  * is to see it.  Inside a batch it counts as none of the batch: the
- * sender may resend it, and we send the batch again.
+ * sender may resend it, and we send the batch again.  At its end it
+ * counts as all of it, so an empty batch (messages the helper dropped)
+ * is acknowledged as soon as what came before it is.
  */
 static uint32_t
 stream_t2o(const struct stream_dir *d, uint32_t ack)
@@ -256,7 +258,7 @@ stream_t2o(const struct stream_dir *d, uint32_t ack)
 
 	for (i = 0; i < d->nunits; i++) {
 		u = &d->units[i];
-		if (SEQ_LEQ(ack, u->tseq))
+		if (SEQ_LT(ack, u->tseq))
 			return (ack - (u->tseq - u->oseq));
 		if (SEQ_LT(ack, u->tseq + u->len))
 			return (u->oseq);
@@ -519,7 +521,10 @@ stream_acked(struct stream_dir *d, uint32_t ack)
 	d->nunits -= n;
 }
 
-/* Send again every kept batch that ends after the original seq. */
+/*
+ * Send again every kept batch that ends after the original seq (an
+ * empty one, messages the helper dropped, has nothing to send).
+ */
 static bool
 stream_resend(struct stream *sm, enum nat_dir dir, uint32_t seq)
 {
@@ -530,7 +535,7 @@ stream_resend(struct stream *sm, enum nat_dir dir, uint32_t seq)
 
 	for (i = 0; i < d->nunits; i++) {
 		u = &d->units[i];
-		if (SEQ_LEQ(u->oend, seq))
+		if (SEQ_LEQ(u->oend, seq) || (u->len == 0 && !u->fin))
 			continue;
 		stream_send(sm, dir, u->tseq, d->hist + u->off, u->len,
 		    u->fin);

@@ -598,6 +598,49 @@ test_syn_in_open(void **state)
 }
 
 /*
+ * A message the helper drops (sip.on_error = drop): nothing of it reaches
+ * the provider, and the phone learns it arrived: from the gateway if it
+ * sends it again, and from the provider's next ACK.
+ */
+static void
+test_drop_acked(void **state)
+{
+	static const char	bad[] = "OPTIONS sip:p@" PROV " SIP/2.0\r\n"
+				    "Content-Length: 0\r\n\r\n";
+	size_t			l = sizeof bad - 1;
+	char			m[2048], e[2048];
+	uint8_t			got[8192];
+	size_t			ml = request(m, 2, 0), x = rewritten(m, e);
+	uint64_t		dropped = stat("sip.errors.dropped");
+	int			i;
+
+	tc.sip_drop_errors = true;
+	assert_int_equal(alg_configure(&tc, NULL), 0);
+	phone(ISN_P + 1, ISN_R + 1, TH_ACK | TH_PSH, bad, l);
+	assert_int_equal(stat("sip.errors.dropped"), dropped + 1);
+	for (i = 0; i < wan->n; i++)
+		assert_int_equal(SEG_DLEN(wan, i), 0);
+
+	/* Sent again before the provider said anything: the gateway has it. */
+	lan->n = 0;
+	phone(ISN_P + 1, ISN_R + 1, TH_ACK | TH_PSH, bad, l);
+	assert_int_equal(lan->n, 1);
+	assert_int_equal(SEG_ACK(lan, 0), ISN_P + 1 + l);
+
+	/* The provider's next ACK, of nothing new, covers it too. */
+	lan->n = 0;
+	prov(ISN_R + 1, ISN_P + 1, TH_ACK, NULL, 0, NULL, 0);
+	assert_int_equal(lan->n, 1);
+	assert_int_equal(SEG_ACK(lan, 0), ISN_P + 1 + l);
+
+	/* The next message goes on where the dropped one left off. */
+	wan->n = 0;
+	phone(ISN_P + 1 + (uint32_t)l, ISN_R + 1, TH_ACK | TH_PSH, m, ml);
+	assert_int_equal(collect(wan, 0, ISN_P + 1, got), x);
+	assert_memory_equal(got, e, x);
+}
+
+/*
  * A message the helper drops (sip.on_error = drop), then the phone's FIN:
  * the provider gets the FIN alone, and it is sent again until the
  * provider acknowledges it, not forgotten at an ACK of the bytes before.
@@ -608,6 +651,7 @@ test_fin_after_drop(void **state)
 	static const char	bad[] = "OPTIONS sip:p@" PROV " SIP/2.0\r\n"
 				    "Content-Length: 0\r\n\r\n";
 	size_t			l = sizeof bad - 1;
+	uint64_t		dropped = stat("sip.errors.dropped");
 
 	tc.sip_drop_errors = true;
 	assert_int_equal(alg_configure(&tc, NULL), 0);
@@ -616,7 +660,7 @@ test_fin_after_drop(void **state)
 	assert_int_equal(SEG_DLEN(wan, 0), 0);
 	assert_true(SEG_FLAGS(wan, 0) & TH_FIN);
 	assert_int_equal(SEG_SEQ(wan, 0), ISN_P + 1);
-	assert_int_equal(stat("sip.errors.dropped"), 1);
+	assert_int_equal(stat("sip.errors.dropped"), dropped + 1);
 
 	/* An ACK of the bytes before it only: the FIN goes again. */
 	prov(ISN_R + 1, ISN_P + 1, TH_ACK, NULL, 0, NULL, 0);
@@ -682,6 +726,7 @@ main(void)
 		T(test_not_sip),
 		T(test_syn_in_open),
 		T(test_syn_after_rst),
+		T(test_drop_acked),
 		T(test_fin_after_drop),
 #undef T
 	};
