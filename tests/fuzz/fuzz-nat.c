@@ -98,7 +98,6 @@ static const struct nat_io fio = {
 	.to_lan = io_lan,
 };
 
-/* Checks on a packet the engine sent. */
 /*
  * A broken check: say which, with the packet fed in and the one sent.
  * The engine keeps state from earlier inputs, so the crashing input alone
@@ -125,6 +124,7 @@ hex(const char *what, const uint8_t *buf, size_t len)
 	fprintf(stderr, "%s\n", len > 256 ? " ..." : "");
 }
 
+/* Checks on a packet the engine sent. */
 static void
 check_out(const uint8_t *buf, size_t len)
 {
