@@ -84,7 +84,8 @@
  * is known: pool messages only, or data one way; and no limit reached.)
  *
  * Checks (a broken one says which on stderr and traps; libFuzzer reports
- * a crash; FUZZ_STREAM_DUMP=1 also prints what each endpoint got):
+ * a crash; FUZZ_STREAM_DUMP=1 also prints what each endpoint got, and
+ * FUZZ_STREAM_TRACE=1 every segment in and out as it goes):
  *   - every packet sent parses, has valid IP and TCP checksums, belongs
  *     to its connection, is no fragment and fits the MTU of its side;
  *     with the receiver's MSS known, data and options fit in it; a SYN
