@@ -575,6 +575,7 @@ static void	 drain(void);
 static void	 tick(unsigned);
 static void	 gateway_up(void);
 static void	 gateway_down(void);
+static size_t	 syn_options(struct side *, int, uint8_t *);
 static void	 conn_open(struct conn *, unsigned);
 static size_t	 raw_take(uint8_t *, size_t);
 static size_t	 pool_build(const struct pool_msg *, uint8_t *, size_t);
@@ -1121,6 +1122,29 @@ gateway_down(void)
 	CHECK(g.memory == 0 && g.open == 0);
 }
 
+/*
+ * The options of a side's SYN into opt (its MSS, if the input gives one,
+ * and SACK-permitted); its length.  The side's MSS becomes the one the
+ * other side will see, as clamped.
+ */
+static size_t
+syn_options(struct side *s, int side, uint8_t *opt)
+{
+	size_t	optlen = 0;
+
+	s->mss = in.mss[side];
+	if (in.clamp && s->mss > in.wan_mtu - 40)
+		s->mss = (uint16_t)(in.wan_mtu - 40);
+	if (in.mss[side] != 0) {
+		opt[0] = 2;
+		opt[1] = 4;
+		pkt_put16(opt + 2, in.mss[side]);
+		optlen = 4;
+	}
+	memcpy(opt + optlen, "\x01\x01\x04\x02", 4);
+	return (optlen + 4);
+}
+
 /* Open a connection: the phone's SYN, the SYN-ACK, the ACK. */
 static void
 conn_open(struct conn *c, unsigned idx)
@@ -1132,19 +1156,7 @@ conn_open(struct conn *c, unsigned idx)
 	size_t			 optlen, n, i;
 
 	c->up = true;
-	/* MSS (as clamped, what the other side will see) and SACK-ok. */
-	ph->mss = in.mss[S_PHONE];
-	if (in.clamp && ph->mss > in.wan_mtu - 40)
-		ph->mss = (uint16_t)(in.wan_mtu - 40);
-	optlen = 0;
-	if (in.mss[S_PHONE] != 0) {
-		opt[0] = 2;
-		opt[1] = 4;
-		pkt_put16(opt + 2, in.mss[S_PHONE]);
-		optlen = 4;
-	}
-	memcpy(opt + optlen, "\x01\x01\x04\x02", 4);
-	optlen += 4;
+	optlen = syn_options(ph, S_PHONE, opt);
 	n = 0;
 	if (in.tfo && idx == 0)
 		n = ph->alen < seg_limit(c, S_PHONE, optlen) ?
@@ -1164,18 +1176,7 @@ conn_open(struct conn *c, unsigned idx)
 		c->taint[S_PROVIDER] = true;
 		return;
 	}
-	pr->mss = in.mss[S_PROVIDER];
-	if (in.clamp && pr->mss > in.wan_mtu - 40)
-		pr->mss = (uint16_t)(in.wan_mtu - 40);
-	optlen = 0;
-	if (in.mss[S_PROVIDER] != 0) {
-		opt[0] = 2;
-		opt[1] = 4;
-		pkt_put16(opt + 2, in.mss[S_PROVIDER]);
-		optlen = 4;
-	}
-	memcpy(opt + optlen, "\x01\x01\x04\x02", 4);
-	optlen += 4;
+	optlen = syn_options(pr, S_PROVIDER, opt);
 	pr->last_ack = (int64_t)(pr->rnxt + pr->rfin_in);
 	feed(c, S_PROVIDER, 0, ack_value(pr, ph), TH_SYN | TH_ACK, 65535, opt,
 	    optlen, NULL, 0);
