@@ -464,6 +464,14 @@ stream_send(struct stream *sm, enum nat_dir dir, uint32_t tseq,
 	} while (off < len);
 }
 
+/* Is there room to keep a batch of len bytes? */
+static bool
+stream_room(const struct stream_dir *d, size_t len)
+{
+	return (d->hist != NULL && d->nunits < STREAM_UNITS &&
+	    d->nhist + len <= d->cap);
+}
+
 /* Keep a batch sent until the receiver acknowledges it; -1 if no room. */
 static int
 stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
@@ -471,7 +479,7 @@ stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
 {
 	struct stream_unit	*u;
 
-	if (d->nunits == STREAM_UNITS || d->nhist + len > d->cap)
+	if (!stream_room(d, len))
 		return (-1);
 	u = &d->units[d->nunits++];
 	u->fin = fin;
@@ -485,14 +493,6 @@ stream_keep(struct stream_dir *d, uint32_t oseq, uint32_t oend,
 		memcpy(d->hist + d->nhist, data, len);
 	d->nhist += len;
 	return (0);
-}
-
-/* Is there room to keep a batch of len bytes? */
-static bool
-stream_room(const struct stream_dir *d, size_t len)
-{
-	return (d->hist != NULL && d->nunits < STREAM_UNITS &&
-	    d->nhist + len <= d->cap);
 }
 
 /*
@@ -607,8 +607,7 @@ stream_degrade(struct stream *sm, enum nat_dir dir, const char *why)
 		 * lost.  Our ACKs only covered held bytes there was room to
 		 * keep, so the sender still has any we cannot.
 		 */
-		keep = d->nunits < STREAM_UNITS && d->hist != NULL ?
-		    d->cap - d->nhist : 0;
+		keep = stream_room(d, 0) ? d->cap - d->nhist : 0;
 		if (keep > d->nheld)
 			keep = d->nheld;
 		stream_send(sm, dir, d->sent + (uint32_t)d->delta, d->held,
